@@ -1,0 +1,1 @@
+"""attnlab: attention and Transformers from the ground up, trained with Lightning + Hydra."""

@@ -1,0 +1,142 @@
+"""Where examples come from: a hub dataset by name, local files, or the embedded default.
+
+Every DataModule reads through ``load_splits`` so the three sources behave the same: the result
+is a ``datasets.DatasetDict`` with exactly the splits ``train``, ``validation`` and ``test``;
+splits the source lacks are carved from ``train`` with a seeded shuffle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
+datasets.disable_progress_bars()  # one line per split and filter is noise in training logs
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
+FILE_FORMATS = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".txt": ("text", {}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+}
+
+
+class DataError(ValueError):
+    """Bad data or data settings; the message names the problem and the fix."""
+
+
+def _file_format(path: Path) -> tuple[str, dict]:
+    suffixes = [s for s in path.suffixes if s not in (".gz", ".bz2", ".xz", ".zst")]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix not in FILE_FORMATS:
+        raise DataError(
+            f"cannot tell the format of '{path}': use one of {', '.join(FILE_FORMATS)} "
+            "(optionally compressed .gz/.bz2/.xz)"
+        )
+    return FILE_FORMATS[suffix]
+
+
+def load_files(files: str | Path | Mapping[str, str | Path | None]) -> DatasetDict:
+    """Local csv/tsv/jsonl/json/parquet/txt files: one path (all train) or {split: path}."""
+    if isinstance(files, (str, Path)):
+        files = {"train": files}
+    files = {SPLIT_ALIASES.get(k, k): Path(v).expanduser() for k, v in files.items() if v}
+    if "train" not in files:
+        raise DataError(f"local files {dict(files)} have no 'train' entry; give files.train=PATH")
+    for split, path in files.items():
+        if split not in SPLITS:
+            raise DataError(f"unknown split '{split}' in files; use {', '.join(SPLITS)}")
+        if not path.is_file():
+            raise DataError(f"data file not found: '{path}' (files.{split}); check the path")
+    formats = [_file_format(p) for p in files.values()]
+    if any(f != formats[0] for f in formats):
+        raise DataError(f"files of mixed formats {[f[0] for f in formats]}: use one format")
+    builder, kwargs = formats[0]
+    data_files = {split: str(path) for split, path in files.items()}
+    return datasets.load_dataset(builder, data_files=data_files, **kwargs)
+
+
+def load_hub(name: str, config: str | None = None) -> DatasetDict:
+    """A dataset from the Hugging Face hub (needs internet or a warm cache)."""
+    try:
+        loaded = datasets.load_dataset(name, config)
+    except Exception as error:  # the hub raises many types; all mean the same to the user
+        raise DataError(
+            f"could not load hub dataset '{name}' (config {config!r}): {error}. Offline? "
+            "Use local files (source.files=PATH) or the embedded default (source.hub=null)."
+        ) from error
+    return DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})
+
+
+def split_by_column(dataset: Dataset, column: str = "split") -> DatasetDict:
+    """Split a table whose ``column`` names each row's split (the embedded files do)."""
+    names = dataset.unique(column)
+    return DatasetDict(
+        {
+            SPLIT_ALIASES.get(n, n): dataset.filter(lambda s, n=n: s == n, input_columns=column)
+            for n in names
+        }
+    )
+
+
+def ensure_splits(
+    splits: DatasetDict, seed: int, val_fraction: float, test_fraction: float
+) -> DatasetDict:
+    """Give ``splits`` exactly train/validation/test, carving missing ones from train."""
+    if "train" not in splits:
+        raise DataError(f"the source has no 'train' split (it has {list(splits)})")
+    train = splits["train"]
+    out = {}
+    for name, fraction in (("test", test_fraction), ("validation", val_fraction)):
+        if name in splits:
+            out[name] = splits[name]
+            continue
+        if not 0 < fraction < 1:
+            raise DataError(f"the source has no '{name}' split: set a {name} fraction in (0, 1)")
+        parts = train.train_test_split(test_size=fraction, seed=seed)
+        train, out[name] = parts["train"], parts["test"]
+    out["train"] = train
+    for name in SPLITS:
+        if len(out[name]) == 0:
+            raise DataError(f"the '{name}' split is empty: add data or change the split fractions")
+    return DatasetDict({name: out[name] for name in SPLITS})
+
+
+def load_splits(
+    hub: str | None = None,
+    hub_config: str | None = None,
+    files: str | Mapping[str, str | None] | None = None,
+    embedded: str | None = None,
+    seed: int = 1234,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> DatasetDict:
+    """train/validation/test from the first source given: hub, then files, then embedded."""
+    if hub:
+        splits = load_hub(hub, hub_config)
+    elif files:
+        splits = load_files(files)
+    elif embedded:
+        table = load_files(EMBEDDED_DIR / embedded)["train"]
+        splits = split_by_column(table) if "split" in table.column_names else {"train": table}
+        splits = DatasetDict(splits)
+    else:
+        raise DataError("no data source: set source.hub, source.files or source.embedded")
+    return ensure_splits(splits, seed, val_fraction, test_fraction)
+
+
+def require_columns(dataset: Dataset, columns: Mapping[str, str | None]) -> None:
+    """Fail with the config key to change when a configured column is missing."""
+    for key, column in columns.items():
+        if column is not None and column not in dataset.column_names:
+            raise DataError(
+                f"column '{column}' (data.{key}) not found; the data has columns "
+                f"{dataset.column_names}: set data.{key} to one of them"
+            )

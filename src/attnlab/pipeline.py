@@ -1,0 +1,197 @@
+"""train(cfg) and evaluate(cfg): seed, instantiate from config, fit, test, return the metric.
+
+The entry points (``train.py``, ``eval.py``, ``attnlab-train``, ``attnlab-eval``) only compose the
+config and call these. The DataModule is built first: the model config reads what it needs from
+it through the ``${datamodule:ATTR}`` resolver (vocabulary size, pad id, class count), and the
+config is then resolved once, so what is logged and saved is what ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.utils.config import ConfigError, print_config, save_config
+
+_BOUND: dict[str, Any] = {}
+RUN_INFO = "run.json"  # in each run dir: the W&B run id, so a resumed run continues it
+
+
+def register_resolvers() -> None:
+    """``${datamodule:vocab_size}`` and ``${run_name:task,overrides}``, registered once."""
+    if not OmegaConf.has_resolver("datamodule"):
+        OmegaConf.register_new_resolver("datamodule", _datamodule_attr)
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver(
+            "run_name", lambda task, overrides: f"{task}:{overrides}" if overrides else task
+        )
+
+
+def _datamodule_attr(name: str) -> Any:
+    if "datamodule" not in _BOUND:
+        raise ConfigError(f"${{datamodule:{name}}} is only known once the DataModule is built")
+    if not hasattr(_BOUND["datamodule"], name):
+        raise ConfigError(f"the DataModule has no attribute '{name}' (used as ${{datamodule:...}})")
+    return getattr(_BOUND["datamodule"], name)
+
+
+@contextmanager
+def bound_datamodule(datamodule: L.LightningDataModule) -> Iterator[None]:
+    _BOUND["datamodule"] = datamodule
+    try:
+        yield
+    finally:
+        _BOUND.pop("datamodule", None)
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The DataModule and the task (a LightningModule around the plain model), from ``cfg``.
+
+    Resolves ``cfg`` in place: every ``${datamodule:...}`` becomes the number it stood for.
+    """
+    datamodule = instantiate(cfg.data)
+    with bound_datamodule(datamodule):
+        OmegaConf.resolve(cfg)
+    task = instantiate(cfg.task, net=instantiate(cfg.model))
+    task.run_config = OmegaConf.to_container(cfg, resolve=True)
+    return datamodule, task
+
+
+def _instantiate_all(group: DictConfig | None, kind: type) -> list:
+    """Every ``_target_`` entry of a callbacks/logger group, skipping disabled (null) ones."""
+    if not group:
+        return []
+    built = [instantiate(node) for node in group.values() if node and "_target_" in node]
+    return [obj for obj in built if isinstance(obj, kind)]
+
+
+def find_checkpoint(cfg: DictConfig) -> Path | None:
+    """``ckpt_path``: null, a path, or ``last`` = the newest last.ckpt of this task's runs."""
+    if not cfg.get("ckpt_path"):
+        return None
+    if cfg.ckpt_path == "last":
+        runs = Path(cfg.paths.output_root) / cfg.task_name
+        candidates = sorted(runs.glob("*runs/**/checkpoints/last.ckpt"), key=os.path.getmtime)
+        if not candidates:
+            raise ConfigError(
+                f"ckpt_path=last: no last.ckpt under {runs}; train first, or give ckpt_path=PATH"
+            )
+        return candidates[-1]
+    path = Path(cfg.ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"checkpoint not found: ckpt_path={cfg.ckpt_path}; check the path")
+    return path
+
+
+def _continue_run(cfg: DictConfig, ckpt: Path) -> None:
+    """Point checkpointing and W&B at the run that wrote ``ckpt`` so resuming continues it."""
+    checkpoint_cb = cfg.get("callbacks", {}).get("model_checkpoint")
+    if checkpoint_cb:
+        checkpoint_cb.dirpath = str(ckpt.parent)
+    info = ckpt.parent.parent / RUN_INFO
+    wandb_cfg = cfg.get("logger", {}).get("wandb")
+    if wandb_cfg and info.is_file():
+        wandb_cfg.id = json.loads(info.read_text()).get("wandb_id")
+
+
+def _write_run_info(cfg: DictConfig, loggers: list[Logger]) -> None:
+    info = {"task_name": cfg.task_name}
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            info["wandb_id"] = logger.experiment.id
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_INFO).write_text(json.dumps(info))
+
+
+def _close_loggers() -> None:
+    """Finish the W&B run even after an exception, so the next multirun job starts clean."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list[Logger]]:
+    os.environ.setdefault("WANDB_MODE", "offline")  # never a login prompt; `wandb sync` later
+    loggers = _instantiate_all(cfg.get("logger"), Logger)
+    callbacks = _instantiate_all(cfg.get("callbacks"), Callback)
+    if not loggers:  # LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return trainer, loggers
+
+
+def _metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v)}
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit and test one run; returns ``cfg.optimized_metric`` for sweepers."""
+    register_resolvers()
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    resume_from = find_checkpoint(cfg)
+    if resume_from:
+        _continue_run(cfg, resume_from)
+    datamodule, task = build(cfg)
+    print_config(cfg, enabled=cfg.extras.print_config)
+    save_config(cfg, Path(cfg.paths.output_dir) / "config_resolved.yaml")
+    trainer, loggers = make_trainer(cfg)
+    try:
+        for logger in loggers:
+            logger.log_hyperparams(task.run_config)
+        if trainer.is_global_zero:
+            _write_run_info(cfg, loggers)
+        if cfg.train:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+        metrics = _metrics(trainer)
+        if cfg.test:
+            best = trainer.checkpoint_callback
+            ckpt = "best" if isinstance(best, ModelCheckpoint) and best.best_model_path else None
+            trainer.test(task, datamodule=datamodule, ckpt_path=ckpt if cfg.train else None)
+            metrics.update(_metrics(trainer))
+    finally:
+        _close_loggers()
+    return _optimized(cfg, metrics)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test the checkpoint ``cfg.ckpt_path`` on the test split; returns the test metrics."""
+    register_resolvers()
+    ckpt = find_checkpoint(cfg)
+    if ckpt is None:
+        raise ConfigError("eval needs a checkpoint: ckpt_path=PATH (or ckpt_path=last)")
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule, task = build(cfg)
+    trainer, _ = make_trainer(cfg)
+    try:
+        trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt))
+    finally:
+        _close_loggers()
+    return _metrics(trainer)
+
+
+def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric='{name}' was not logged; logged metrics: {sorted(metrics)}"
+        )
+    return metrics[name]

@@ -1,0 +1,95 @@
+"""What every task shares: optimizer and scheduler from config, metrics per stage, logging.
+
+A task is a LightningModule around a plain ``torch.nn`` model (``net``). Subclasses write
+``step(batch, stage)`` returning the loss and may override ``build_metrics``; the base keeps one
+independent copy of the metrics per stage, logged as ``train/...``, ``val/...``, ``test/...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+STAGES = ("train", "val", "test")
+
+
+class BaseTask(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        monitor: str = "val/loss",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.monitor = monitor
+        metrics = self.build_metrics()
+        self.metrics = nn.ModuleDict(  # ModuleDict keys may not shadow attributes like .train
+            {f"{s}_metrics": metrics.clone(prefix=f"{s}/") for s in STAGES} if metrics else {}
+        )
+        self.run_config: dict | None = None  # the resolved config, saved in checkpoints
+
+    def build_metrics(self) -> MetricCollection | None:
+        return None
+
+    def step(self, batch: Any, stage: str) -> Tensor:
+        raise NotImplementedError
+
+    def stage_metrics(self, stage: str) -> MetricCollection | None:
+        """The metrics of ``stage`` (train/val/test), or None for tasks without metrics."""
+        return self.metrics[f"{stage}_metrics"] if self.metrics else None
+
+    def log_metrics(self, stage: str, loss: Tensor, batch_size: int) -> None:
+        """Loss (step and epoch in training, epoch otherwise) and the stage's metric objects."""
+        on_step = stage == "train"
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+        )
+        metrics = self.stage_metrics(stage)
+        if metrics is not None:
+            self.log_dict(
+                metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size
+            )
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self.step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "monitor": self.monitor,
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["attnlab_config"] = self.run_config

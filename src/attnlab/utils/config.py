@@ -1,0 +1,36 @@
+"""Config helpers: the error type for bad settings, a rich tree of the config, saving it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import rich
+import rich.syntax
+import rich.tree
+from omegaconf import DictConfig, OmegaConf
+
+PRINT_ORDER = ("data", "model", "task", "callbacks", "logger", "trainer", "paths", "extras")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the fix."""
+
+
+def print_config(cfg: DictConfig, enabled: bool = True) -> None:
+    """The config as a rich tree, main groups first (printed once per run, before training)."""
+    if not enabled:
+        return
+    tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
+    keys = [k for k in PRINT_ORDER if k in cfg] + [k for k in cfg if k not in PRINT_ORDER]
+    for key in keys:
+        branch = tree.add(str(key), style="bold")
+        node = cfg[key]
+        text = OmegaConf.to_yaml(node, resolve=True) if isinstance(node, DictConfig) else str(node)
+        branch.add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    """Write the resolved config beside the run (Hydra's .hydra/config.yaml is unresolved)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
