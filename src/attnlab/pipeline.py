@@ -195,3 +195,26 @@ def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
             f"optimized_metric='{name}' was not logged; logged metrics: {sorted(metrics)}"
         )
     return metrics[name]
+
+
+def load_checkpoint(
+    path: str | Path,
+) -> tuple[DictConfig, L.LightningDataModule, L.LightningModule]:
+    """A trained run back from its checkpoint alone: config, DataModule (tokenizer) and task.
+
+    Needs no data files: the resolved config and the DataModule's state (tokenizer, class
+    names) are saved in every checkpoint.
+    """
+    register_resolvers()
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"checkpoint not found: '{path}'; check ckpt_path")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if "attnlab_config" not in checkpoint:
+        raise ConfigError(f"'{path}' was not written by attnlab's train.py (it has no config)")
+    cfg = OmegaConf.create(checkpoint["attnlab_config"])
+    datamodule = instantiate(cfg.data)
+    datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+    task = instantiate(cfg.task, net=instantiate(cfg.model))
+    task.load_state_dict(checkpoint["state_dict"])
+    return cfg, datamodule, task.eval()

@@ -127,7 +127,9 @@ class TweetsDataModule(L.LightningDataModule):
             for name, split in raw.items():
                 pairs = [
                     (text, rating_to_label(r, self.label_scheme, self.neutral_threshold))
-                    for text, r in zip(split[self.text_column], split[self.rating_column])
+                    for text, r in zip(
+                        split[self.text_column], split[self.rating_column], strict=True
+                    )
                 ]
                 pairs = [(t, y) for t, y in pairs if y is not None]
                 texts[name], labels[name] = [t for t, _ in pairs], [y for _, y in pairs]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import rich
 import rich.syntax
 import rich.tree
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 PRINT_ORDER = ("data", "model", "task", "callbacks", "logger", "trainer", "paths", "extras")
 
@@ -34,3 +38,11 @@ def save_config(cfg: DictConfig, path: Path) -> None:
     """Write the resolved config beside the run (Hydra's .hydra/config.yaml is unresolved)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def compose_config(
+    overrides: Sequence[str] = (), config_name: str = "train", hydra: bool = False
+) -> DictConfig:
+    """The config ``train.py`` would run with these overrides, for scripts and tests."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
