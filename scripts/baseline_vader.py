@@ -6,6 +6,8 @@ tweets come from. Its compound score is mapped to labels with the usual +-0.05 t
 torchmetrics) are the ones ``train.py`` uses, so the rows compare with ours.
 
     python scripts/baseline_vader.py [data overrides, e.g. data.label_scheme=binary]
+
+Writes ``<paths.output_root>/baselines/vader.json`` (``outputs/`` unless ATTNLAB_ROOT is set).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def main(overrides: list[str]) -> dict[str, dict[str, float]]:
     except ImportError as error:
         raise SystemExit("needs vaderSentiment: pip install -e '.[dev]'") from error
     cfg = compose_config(["experiment=tweet_attention", *overrides])
-    datamodule = instantiate(cfg.data, cache_dir="outputs/cache")
+    datamodule = instantiate(cfg.data)  # tokenizer cache: paths.cache_dir, as train.py's
     datamodule.setup("test")
     names = datamodule.class_names
     test_labels = [label for _, label in datamodule.splits["test"]]
@@ -69,7 +71,7 @@ def main(overrides: list[str]) -> dict[str, dict[str, float]]:
     print("| model | test acc | test macro-F1 |\n|---|---|---|")
     for name, result in results.items():
         print(f"| {name} | {result['acc']:.3f} | {result['f1']:.3f} |")
-    out = Path("outputs/baselines/vader.json")
+    out = Path(cfg.paths.output_root) / "baselines" / "vader.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"overrides": overrides, "classes": names, **results}, indent=2))
     return results

@@ -55,12 +55,21 @@ def bound_datamodule(datamodule: L.LightningDataModule) -> Iterator[None]:
         _BOUND.pop("datamodule", None)
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+def build(
+    cfg: DictConfig, checkpoint: Path | None = None
+) -> tuple[L.LightningDataModule, L.LightningModule]:
     """The DataModule and the task (a LightningModule around the plain model), from ``cfg``.
 
     Resolves ``cfg`` in place: every ``${datamodule:...}`` becomes the number it stood for.
+    With a ``checkpoint``, the DataModule first takes its saved state (the tokenizer), so ids
+    and sizes match the weights even where a retrained vocabulary would differ.
     """
     datamodule = instantiate(cfg.data)
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        saved = state.get(type(datamodule).__qualname__)
+        if saved is not None:
+            datamodule.load_state_dict(saved)
     with bound_datamodule(datamodule):
         OmegaConf.resolve(cfg)
     task = instantiate(cfg.task, net=instantiate(cfg.model))
@@ -147,7 +156,7 @@ def train(cfg: DictConfig) -> float | None:
     resume_from = find_checkpoint(cfg)
     if resume_from:
         _continue_run(cfg, resume_from)
-    datamodule, task = build(cfg)
+    datamodule, task = build(cfg, resume_from)
     print_config(cfg, enabled=cfg.extras.print_config)
     save_config(cfg, Path(cfg.paths.output_dir) / "config_resolved.yaml")
     trainer, loggers = make_trainer(cfg)
@@ -160,8 +169,8 @@ def train(cfg: DictConfig) -> float | None:
             trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
         metrics = _metrics(trainer)
         if cfg.test:
-            best = trainer.checkpoint_callback
-            ckpt = "best" if isinstance(best, ModelCheckpoint) and best.best_model_path else None
+            best = trainer.checkpoint_callback  # the first ModelCheckpoint: the monitored one
+            ckpt = (best.best_model_path or None) if isinstance(best, ModelCheckpoint) else None
             trainer.test(task, datamodule=datamodule, ckpt_path=ckpt if cfg.train else None)
             metrics.update(_metrics(trainer))
     finally:
@@ -177,7 +186,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError("eval needs a checkpoint: ckpt_path=PATH (or ckpt_path=last)")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    datamodule, task = build(cfg)
+    datamodule, task = build(cfg, ckpt)
     trainer, _ = make_trainer(cfg)
     try:
         trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt))

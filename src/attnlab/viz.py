@@ -85,3 +85,50 @@ def plot_token_weights(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_attention_grid(
+    weights: Sequence[Sequence[Sequence[Sequence[float]]]] | object,
+    tokens: Sequence[str],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """A layer x head grid of attention heatmaps (rows: queries, columns: keys) for one input."""
+    import numpy as np
+
+    maps = np.asarray(weights, dtype=float)  # (layers, heads, T, T)
+    layers, heads = maps.shape[:2]
+    labels = [clean_token(t) for t in tokens]
+    size = 1.2 + 0.16 * len(labels)
+    fig, axes = plt.subplots(layers, heads, figsize=(size * heads, size * layers), squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer][head]
+            ax.imshow(maps[layer, head], cmap="viridis", vmin=0.0)
+            ax.set_title(f"layer {layer} head {head}", fontsize=8)
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_matrix(matrix: object, path: str | Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """A heatmap with a colour bar (e.g. the sinusoidal positional-encoding table)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    image = ax.imshow(matrix, aspect="auto", cmap="RdBu", interpolation="nearest")
+    fig.colorbar(image, ax=ax)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

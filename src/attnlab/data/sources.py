@@ -60,7 +60,13 @@ def load_files(files: str | Path | Mapping[str, str | Path | None]) -> DatasetDi
         raise DataError(f"files of mixed formats {[f[0] for f in formats]}: use one format")
     builder, kwargs = formats[0]
     data_files = {split: str(path) for split, path in files.items()}
-    return datasets.load_dataset(builder, data_files=data_files, **kwargs)
+    try:
+        return datasets.load_dataset(builder, data_files=data_files, **kwargs)
+    except Exception as error:  # datasets raises several types for empty or malformed files
+        raise DataError(
+            f"could not load the data files {data_files}: {error}. Is one of them empty (no rows, "
+            f"or a header only)? Add examples to it, or check that it is valid {builder}"
+        ) from error
 
 
 def load_hub(name: str, config: str | None = None) -> DatasetDict:

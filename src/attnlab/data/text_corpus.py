@@ -101,7 +101,8 @@ class TextCorpusDataModule(L.LightningDataModule):
             for name, split in raw.items()
         }
         texts = {name: [" ".join(doc) for doc in split] for name, split in docs.items()}
-        self.tokenizer = build_tokenizer(texts["train"], self.cache_dir, **self.tokenizer_args)
+        if self.tokenizer is None:  # else restored from a checkpoint: keep its ids
+            self.tokenizer = build_tokenizer(texts["train"], self.cache_dir, **self.tokenizer_args)
         separator = self.tokenizer.token_id("[SEP]")
         for name, split_texts in texts.items():
             stream = [i for ids in self.tokenizer.encode(split_texts) for i in [*ids, separator]]
@@ -113,7 +114,8 @@ class TextCorpusDataModule(L.LightningDataModule):
             self.streams[name] = torch.tensor(stream, dtype=torch.long)
 
     def setup(self, stage: str | None = None) -> None:
-        self._ready()
+        if not self.streams:
+            self._load()
 
     def blocks(self, split: str) -> TensorDataset:
         """Non-overlapping (input, target) blocks; targets are inputs shifted by one token."""

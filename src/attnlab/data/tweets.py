@@ -113,7 +113,8 @@ class TweetsDataModule(L.LightningDataModule):
         )
         require_columns(raw["train"], columns)
         texts, labels = self._texts_and_labels(raw)
-        self.tokenizer = build_tokenizer(texts["train"], self.cache_dir, **self.tokenizer_args)
+        if self.tokenizer is None:  # else restored from a checkpoint: keep its ids
+            self.tokenizer = build_tokenizer(texts["train"], self.cache_dir, **self.tokenizer_args)
         self.texts = texts
         self.splits = {
             name: list(zip(self.tokenizer.encode(texts[name]), labels[name], strict=True))
@@ -153,7 +154,8 @@ class TweetsDataModule(L.LightningDataModule):
         return texts, labels
 
     def setup(self, stage: str | None = None) -> None:
-        self._ready()
+        if not self.splits:
+            self._load()
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -1,0 +1,226 @@
+"""Shared fixtures: a safe environment, in-process runs of the pipeline, one shared tweet run.
+
+Nothing a test runs may write into the repository's ``outputs/``: every run gets its own root
+under pytest's tmp dir, and only the trained-tokenizer cache is shared (session-wide) to save
+the seconds WordPiece training takes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from attnlab import pipeline
+from attnlab.utils.config import CONF_DIR, compose_config
+
+REPO_ROOT = CONF_DIR.parent
+
+# A fast budget for the shared tweet run: enough for attention pooling to clearly learn.
+SHARED_RUN_EPOCHS = 6
+
+# The models here are tiny: one intra-op thread is as fast, and on a shared or busy 2-core
+# machine torch's default (one thread per core) oversubscribes and runs ~10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # also for the subprocess runs
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _safe_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No W&B network or login, no writes to $HOME or the repo, for this process and children."""
+    wandb_home = tmp_path_factory.mktemp("wandb")
+    settings = {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONSOLE": "off",
+        "WANDB_DIR": str(wandb_home),
+        "WANDB_CACHE_DIR": str(wandb_home / "cache"),
+        "WANDB_CONFIG_DIR": str(wandb_home / "config"),
+        "WANDB_DATA_DIR": str(wandb_home / "data"),
+        "ATTNLAB_ROOT": str(tmp_path_factory.mktemp("attnlab_root")),
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained-tokenizer cache, shared by every run of the session."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _clean_hydra() -> None:
+    """compose_config and HydraConfig are process-global: leave them as we found them."""
+    yield
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+
+
+def compose_run(
+    overrides: Sequence[str],
+    root: Path,
+    cache: Path,
+    config_name: str = "train",
+    output_dir: Path | None = None,
+) -> DictConfig:
+    """The config ``train.py``/``eval.py`` would build, with every write under ``root``.
+
+    ``output_dir`` (default ``root/run``) plays Hydra's run dir; HydraConfig is set so the
+    ``${hydra:...}`` interpolations resolve, and the ``hydra`` node dropped, as under
+    ``@hydra.main``.
+    """
+    output_dir = output_dir or root / "run"
+    cfg = compose_config(
+        [
+            *overrides,
+            f"paths.root_dir={root}",
+            f"paths.cache_dir={cache}",
+            "extras.print_config=false",
+        ],
+        config_name=config_name,
+        hydra=True,
+    )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.run.dir = str(output_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):  # the task function of @hydra.main gets the config without it
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture
+def compose(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
+    """``compose(overrides, config_name=..., output_dir=...)`` rooted in this test's tmp_path."""
+
+    def _compose(
+        overrides: Sequence[str], config_name: str = "train", output_dir: Path | None = None
+    ) -> DictConfig:
+        return compose_run(overrides, tmp_path, cache_dir, config_name, output_dir)
+
+    return _compose
+
+
+class TrainerSpy:
+    """Wraps ``pipeline.make_trainer`` to keep every trainer a run builds (for assertions)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.trainers: list[Any] = []
+        self._make = pipeline.make_trainer
+        monkeypatch.setattr(pipeline, "make_trainer", self)
+
+    def __call__(self, cfg: DictConfig) -> tuple[Any, list]:
+        trainer, loggers = self._make(cfg)
+        self.trainers.append(trainer)
+        return trainer, loggers
+
+    @property
+    def trainer(self) -> Any:
+        return self.trainers[-1]
+
+    def metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.trainer.callback_metrics.items()}
+
+
+@pytest.fixture
+def trainer_spy(monkeypatch: pytest.MonkeyPatch) -> TrainerSpy:
+    return TrainerSpy(monkeypatch)
+
+
+def _run_cli(
+    args: Sequence[str], cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python <args>`` from ``cwd`` (scripts given relative to the repository root)."""
+    script, *rest = args
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *rest],
+        cwd=cwd,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_cli(["train.py", "experiment=..."], cwd=tmp_path)``: a real entry-point run."""
+    return _run_cli
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass
+class TweetRun:
+    """A finished ``experiment=tweet_attention`` run: where it wrote, what it measured."""
+
+    cfg: DictConfig
+    output_dir: Path
+    metrics: dict[str, float]  # the trainer's callback metrics after fit + test
+    best_ckpt: Path
+    datamodule: Any
+
+    def epoch_rows(self) -> list[dict[str, str]]:
+        """metrics.csv rows that carry the epoch-level training loss, in epoch order."""
+        rows = read_metrics_csv(self.output_dir / "csv" / "version_0" / "metrics.csv")
+        rows = [r for r in rows if r.get("train/loss_epoch")]
+        return sorted(rows, key=lambda r: int(r["epoch"]))
+
+
+@pytest.fixture(scope="session")
+def tweet_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> TweetRun:
+    """One real training run on the embedded tweets, shared by the learning, eval and explain
+    tests: ``experiment=tweet_attention logger=csv`` for ``SHARED_RUN_EPOCHS`` epochs."""
+    root = tmp_path_factory.mktemp("tweet_run")
+    output_dir = root / "outputs" / "tweet_attention" / "runs" / "shared"
+    cfg = compose_run(
+        [
+            "experiment=tweet_attention",
+            "logger=csv",
+            "trainer=cpu",
+            f"trainer.max_epochs={SHARED_RUN_EPOCHS}",
+            "callbacks.early_stopping=null",
+            "callbacks.rich_progress_bar=null",
+            "callbacks.token_attention.every_n_epochs=3",
+            "++trainer.enable_progress_bar=false",
+        ],
+        root,
+        cache_dir,
+        output_dir=output_dir,
+    )
+    monkeypatch = pytest.MonkeyPatch()
+    spy = TrainerSpy(monkeypatch)
+    try:
+        pipeline.train(cfg)
+    finally:
+        monkeypatch.undo()
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+    trainer = spy.trainer
+    best = Path(trainer.checkpoint_callback.best_model_path)
+    return TweetRun(cfg, output_dir, spy.metrics(), best, trainer.datamodule)

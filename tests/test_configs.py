@@ -1,0 +1,82 @@
+"""Every config on disk composes: each experiment, and train/eval with each group option.
+
+Parametrized over the files found in ``conf/``, so a new experiment or option is covered the
+moment it is added.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from omegaconf import OmegaConf
+
+from attnlab import pipeline
+from attnlab.utils.config import CONF_DIR
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+GROUPS = ("trainer", "logger", "callbacks", "debug")
+GROUP_OPTIONS = [
+    (group, p.stem) for group in GROUPS for p in sorted((CONF_DIR / group).glob("*.yaml"))
+]
+
+
+def test_config_groups_are_found() -> None:
+    assert "tweet_attention" in EXPERIMENTS and "tweet_mean" in EXPERIMENTS
+    for group in GROUPS:
+        assert any(g == group for g, _ in GROUP_OPTIONS), f"no options found for {group}"
+
+
+def _check_composed(cfg, config_name: str) -> None:
+    for key in ("data", "model", "task", "trainer"):
+        assert "_target_" in cfg[key], f"{key} has no _target_"
+    assert cfg.paths.output_root and cfg.paths.cache_dir
+    assert cfg.task_name and cfg.seed is not None
+    if config_name == "eval":
+        assert OmegaConf.is_missing(cfg, "ckpt_path")
+    else:
+        assert cfg.train is True and cfg.test is True
+
+
+@pytest.mark.parametrize("config_name", ["train", "eval"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes(compose, experiment: str, config_name: str) -> None:
+    cfg = compose([f"experiment={experiment}"], config_name=config_name)
+    _check_composed(cfg, config_name)
+    own = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml").get("task_name")
+    if own is not None:  # an experiment that names its output folder gets it
+        assert cfg.task_name == own
+    assert HydraConfig.get().runtime.choices.experiment == experiment
+
+
+@pytest.mark.parametrize("config_name", ["train", "eval"])
+@pytest.mark.parametrize(
+    ("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS]
+)
+def test_group_option_composes(
+    compose, tmp_path: Path, config_name: str, group: str, option: str
+) -> None:
+    cfg = compose([f"{group}={option}"], config_name=config_name)
+    _check_composed(cfg, config_name)
+    if group in ("callbacks", "logger"):
+        # the group's nodes must resolve and build (bad _target_ or interpolation fails here)
+        pipeline.register_resolvers()  # ${run_name:...} of the W&B logger
+        node = OmegaConf.to_container(cfg[group], resolve=True) if cfg[group] else {}
+        kind = Callback if group == "callbacks" else Logger
+        built = pipeline._instantiate_all(OmegaConf.create(node), kind)
+        targets = [n for n in node.values() if n and "_target_" in n]
+        assert len(built) == len(targets), f"{group}={option}: built {built} from {targets}"
+    assert HydraConfig.get().runtime.choices[group] == option
+    # the trainer settings the option file writes are the ones composed (no later override)
+    settings = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{option}.yaml"))
+    trainer_settings = settings if group == "trainer" else settings.get("trainer") or {}
+    composed = OmegaConf.to_container(cfg.trainer)  # unresolved, like the option file
+    for key, value in trainer_settings.items():
+        if key != "defaults":
+            assert composed[key] == value, f"{group}={option}: trainer.{key}"
+    if group == "trainer":
+        assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+        assert cfg.trainer.default_root_dir == str(tmp_path / "run")

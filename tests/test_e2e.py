@@ -1,0 +1,205 @@
+"""End to end: fast_dev_run of every experiment, resuming, eval reproducing a run's test metrics,
+multirun sweeps and the entry points' error messages.
+
+Most runs are in-process (``pipeline.train(cfg)`` on a composed config, as ``train.py`` does);
+the entry points themselves (``train.py``, ``eval.py``) run as subprocesses where they are what
+is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from attnlab import pipeline
+from attnlab.utils.config import CONF_DIR, ConfigError
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+# A short run with checkpoints: 5 train batches per epoch, 2 val/test batches.
+SHORT = [
+    "trainer=cpu",
+    "++trainer.limit_train_batches=5",
+    "++trainer.limit_val_batches=2",
+    "++trainer.limit_test_batches=2",
+    "++trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+    "callbacks.early_stopping=null",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.token_attention=null",
+]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_fast_dev_run_of_every_experiment(compose, trainer_spy, experiment: str) -> None:
+    cfg = compose([f"experiment={experiment}", "debug=fdr"])
+    result = pipeline.train(cfg)
+    trainer = trainer_spy.trainer
+    assert trainer.fast_dev_run
+    assert trainer.global_step == 1  # one optimizer step on one batch
+    assert any(k.startswith("test/") for k in trainer.callback_metrics), trainer.callback_metrics
+    assert result is None or math.isfinite(result)
+    assert trainer.logger is None  # debug=fdr drops the loggers: nothing to clean up
+
+
+class _Recorder(L.Callback):
+    """Where a (resumed) fit starts: its global step and first epoch."""
+
+    def __init__(self) -> None:
+        self.start_step: int | None = None
+        self.epochs: list[int] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start_step = trainer.global_step
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epochs.append(trainer.current_epoch)
+
+
+def _ckpt_progress(path: Path) -> tuple[int, int]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return ckpt["global_step"], ckpt["epoch"]
+
+
+def test_resume_continues_the_run(compose, trainer_spy, tmp_path: Path) -> None:
+    runs = tmp_path / "outputs" / "tweet_attention" / "runs"
+    first, second = runs / "first", runs / "second"
+    base = ["experiment=tweet_attention", "logger=wandb", *SHORT]
+
+    pipeline.train(compose([*base, "trainer.max_epochs=2"], output_dir=first))
+    last = first / "checkpoints" / "last.ckpt"
+    saved_step, saved_epoch = _ckpt_progress(last)
+    assert saved_step == 2 * 5 and saved_epoch == 1
+    first_id = json.loads((first / pipeline.RUN_INFO).read_text())["wandb_id"]
+    assert first_id
+    assert list(first.glob(f"wandb/offline-run-*-{first_id}")), "no offline W&B run written"
+
+    recorder = _Recorder()
+    original = trainer_spy._make
+
+    def with_recorder(cfg):
+        trainer, loggers = original(cfg)
+        trainer.callbacks.append(recorder)
+        return trainer, loggers
+
+    trainer_spy._make = with_recorder
+    cfg = compose([*base, "trainer.max_epochs=3", "ckpt_path=last"], output_dir=second)
+    pipeline.train(cfg)
+
+    trainer = trainer_spy.trainer
+    assert recorder.start_step == saved_step
+    assert recorder.epochs == [2]  # resumes at the epoch after the saved one, runs only it
+    assert trainer.global_step > saved_step
+    assert trainer.global_step == 3 * 5
+    # checkpoints keep going to the original run's folder; last.ckpt there moved on
+    assert cfg.callbacks.model_checkpoint.dirpath == str(last.parent)
+    assert Path(trainer.checkpoint_callback.dirpath) == last.parent
+    assert _ckpt_progress(last) == (trainer.global_step, 2)
+    assert not (second / "checkpoints").exists()
+    # ... and W&B continues the same run
+    assert cfg.logger.wandb.id == first_id
+    assert json.loads((second / pipeline.RUN_INFO).read_text())["wandb_id"] == first_id
+
+
+def test_continue_run_points_checkpoints_and_wandb_at_the_old_run(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.touch()
+    (run / pipeline.RUN_INFO).write_text(json.dumps({"task_name": "t", "wandb_id": "abc123"}))
+    cfg = OmegaConf.create(
+        {
+            "callbacks": {"model_checkpoint": {"dirpath": "new/checkpoints"}},
+            "logger": {"wandb": {"id": None}},
+        }
+    )
+    pipeline._continue_run(cfg, ckpt)
+    assert cfg.callbacks.model_checkpoint.dirpath == str(ckpt.parent)
+    assert cfg.logger.wandb.id == "abc123"
+
+
+def test_resume_last_without_a_checkpoint_says_so(compose) -> None:
+    cfg = compose(["experiment=tweet_attention", "ckpt_path=last", "logger=none"])
+    with pytest.raises(ConfigError, match=r"no last\.ckpt .*train first, or give ckpt_path=PATH"):
+        pipeline.train(cfg)
+
+
+def test_eval_reproduces_the_runs_test_metrics(tweet_run, compose) -> None:
+    assert tweet_run.best_ckpt.is_file()
+    cfg = compose(
+        ["experiment=tweet_attention", f"ckpt_path={tweet_run.best_ckpt}", "trainer=cpu"],
+        config_name="eval",
+    )
+    metrics = pipeline.evaluate(cfg)
+    for name in ("test/f1", "test/acc", "test/loss"):
+        assert metrics[name] == pytest.approx(tweet_run.metrics[name], abs=1e-6), name
+
+
+def test_eval_entry_point_names_a_missing_checkpoint(run_cli, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.ckpt"
+    result = run_cli(
+        ["eval.py", "experiment=tweet_attention", f"ckpt_path={missing}", "logger=none"],
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "checkpoint not found" in result.stderr and str(missing) in result.stderr
+
+
+def test_unknown_experiment_lists_the_available_ones(run_cli, tmp_path: Path) -> None:
+    result = run_cli(["train.py", "experiment=nope"], cwd=tmp_path, timeout=60)
+    assert result.returncode != 0
+    assert "nope" in result.stderr
+    for name in EXPERIMENTS:
+        assert name in result.stderr, f"available experiment {name} not listed"
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_train_entry_point_reports_a_missing_data_file(run_cli, tmp_path: Path) -> None:
+    missing = tmp_path / "tweets.csv"
+    result = run_cli(
+        [
+            "train.py",
+            "experiment=tweet_attention",
+            "logger=none",
+            f"data.source.files={missing}",
+            f"paths.root_dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"data file not found: '{missing}' (files.train); check the path" in result.stderr
+
+
+def test_multirun_over_score_functions(run_cli, tmp_path: Path, cache_dir: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        [
+            "train.py",
+            "-m",
+            "experiment=tweet_attention",
+            "model.score=dot,cosine",
+            "debug=fdr",
+            f"hydra.sweep.dir={sweep}",
+            f"paths.root_dir={tmp_path}",
+            f"paths.cache_dir={cache_dir}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    scores = []
+    for job in jobs:
+        resolved = yaml.safe_load((job / "config_resolved.yaml").read_text())
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        assert f"model.score={resolved['model']['score']}" in overrides
+        scores.append(resolved["model"]["score"])
+    assert scores == ["dot", "cosine"]

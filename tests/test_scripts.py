@@ -1,0 +1,87 @@
+"""scripts/: explain.py on a trained checkpoint, and the VADER baseline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from attnlab.pipeline import load_checkpoint
+from attnlab.utils.config import CONF_DIR
+
+SCRIPTS = CONF_DIR.parent / "scripts"
+ROW = re.compile(r"^\s*[│|]\s*(\S+)\s*[│|]\s*(\d+\.\d+)\s*[│|]")
+PREDICTION = re.compile(r"^prediction: (\w+) \((.*)\)$")
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_explain_prints_prediction_and_a_weight_per_token(
+    tweet_run, run_cli, tmp_path: Path
+) -> None:
+    texts = ["I love this phone but the battery is awful", "worst. day. ever."]
+    png = tmp_path / "explain.png"
+    result = run_cli(
+        [
+            "scripts/explain.py",
+            f"ckpt_path={tweet_run.best_ckpt}",
+            *(f"text={t}" for t in texts),
+            f"png={png}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert png.is_file() and png.stat().st_size > 0
+
+    _, datamodule, task = load_checkpoint(tweet_run.best_ckpt)
+    batch = datamodule.encode(texts)
+    with torch.no_grad():
+        logits, _ = task(batch["input_ids"], batch["attention_mask"])
+    lines = result.stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if PREDICTION.match(line)]
+    assert len(starts) == len(texts), result.stdout
+    for n, (text, start) in enumerate(zip(texts, [*starts[1:], len(lines)], strict=True)):
+        label, scores = PREDICTION.match(lines[starts[n]]).groups()
+        assert label == datamodule.class_names[int(logits[n].argmax())]
+        probabilities = [float(s.split()[1]) for s in scores.split(", ")]
+        assert [s.split()[0] for s in scores.split(", ")] == datamodule.class_names
+        assert sum(probabilities) == pytest.approx(1, abs=0.02)
+        rows = [ROW.match(line) for line in lines[starts[n] : start]]
+        rows = [(m.group(1), float(m.group(2))) for m in rows if m]
+        expected = datamodule.tokenizer.tokens(datamodule.tokenizer.encode([text])[0])
+        assert [token for token, _ in rows] == expected
+        weights = [w for _, w in rows]
+        assert all(0 <= w <= 1 for w in weights)
+        assert sum(weights) == pytest.approx(1, abs=0.0006 * len(weights))  # 3 decimals each
+
+
+def test_explain_needs_a_checkpoint_written_by_train(tmp_path: Path) -> None:
+    explain = _script("explain")
+    with pytest.raises(ValueError, match="checkpoint not found"):
+        explain.main([f"ckpt_path={tmp_path / 'none.ckpt'}", "text=hi"])
+
+
+def test_vader_beats_the_majority_class(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("vaderSentiment")
+    baseline = _script("baseline_vader")
+    results = baseline.main([f"paths.root_dir={tmp_path}", f"paths.cache_dir={cache_dir}"])
+    (majority_name,) = [name for name in results if name.startswith("majority")]
+    vader, majority = results["vader"], results[majority_name]
+    assert vader["f1"] > majority["f1"] + 0.1
+    assert 0 < majority["f1"] < 0.5 and 0 < vader["acc"] <= 1
+    out = capsys.readouterr().out
+    assert "test split: 420 tweets" in out and "| vader |" in out
+    saved = json.loads((tmp_path / "outputs" / "baselines" / "vader.json").read_text())
+    assert saved["vader"] == vader and saved["classes"] == ["negative", "neutral", "positive"]
