@@ -67,12 +67,20 @@ class TransformerLM(nn.Module):
         if tie_weights:
             self.lm_head.weight = self.token_embeddings.weight
 
+    def embed(self, ids: Tensor) -> Tensor:
+        """Token embeddings scaled by sqrt(d_model), plus positions, then dropout."""
+        x = self.token_embeddings(ids) * math.sqrt(self.d_model)
+        return self.dropout(self.positional(x))
+
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """ids (B, T), mask (B, T) True on real tokens -> logits (B, T, vocab_size)."""
-        x = self.token_embeddings(ids) * math.sqrt(self.d_model)
-        x = self.dropout(self.positional(x))
-        x, _ = self.encoder(x, mask=mask, causal=True)
+        x, _ = self.encoder(self.embed(ids), mask=mask, causal=True)
         return self.lm_head(x)
+
+    def attention_maps(self, ids: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        """The causal self-attention weights of every layer, [(B, H, T, T)], for plots."""
+        _, weights = self.encoder(self.embed(ids), mask=mask, causal=True, need_weights=True)
+        return weights
 
 
 @torch.no_grad()
