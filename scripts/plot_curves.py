@@ -55,13 +55,15 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     print(f"| run | {args.metric} (last) | best | steps |\n|---|---|---|---|")
-    for run in find_runs(args.paths):
-        cfg = OmegaConf.load(run / "config_resolved.yaml")
+    configs = {run: OmegaConf.load(run / "config_resolved.yaml") for run in find_runs(args.paths)}
+    tasks = [cfg.task_name for cfg in configs.values()]
+    for run, cfg in configs.items():
         steps, values = read_curve(run, args.metric)
         if not values:
             continue
         scale = cfg.data.batch_size * cfg.data.get("block_size", 1) if args.x == "tokens" else 1
-        label = cfg.get("run_name", run.name)
+        unique = tasks.count(cfg.task_name) == 1
+        label = cfg.task_name if unique else cfg.get("run_name", run.name)
         ax.plot([s * scale for s in steps], values, marker="o", markersize=3, label=label)
         best = min(values) if cfg.get("optimized_mode", "min") == "min" else max(values)
         print(f"| {label} | {values[-1]:.4g} | {best:.4g} | {steps[-1]} |")
