@@ -7,6 +7,7 @@ independent copy of the metrics per stage, logged as ``train/...``, ``val/...``,
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -53,13 +54,14 @@ class BaseTask(L.LightningModule):
     def log_metrics(self, stage: str, loss: Tensor, batch_size: int) -> None:
         """Loss (step and epoch in training, epoch otherwise) and the stage's metric objects."""
         on_step = stage == "train"
-        self.log(
+        self.log(  # sync_dist: the epoch loss is averaged over DDP ranks (a no-op on one device)
             f"{stage}/loss",
             loss,
             on_step=on_step,
             on_epoch=True,
             prog_bar=True,
             batch_size=batch_size,
+            sync_dist=True,
         )
         metrics = self.stage_metrics(stage)
         if metrics is not None:
@@ -80,7 +82,7 @@ class BaseTask(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        scheduler = self.scheduler_factory(optimizer=optimizer, **self._run_length())
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -89,6 +91,16 @@ class BaseTask(L.LightningModule):
                 "monitor": self.monitor,
             },
         }
+
+    def _run_length(self) -> dict[str, int]:
+        """``total_steps`` for a scheduler that takes it and was not given it (OneCycleLR,
+        warm-up + cosine): the number of optimizer steps the trainer will take."""
+        factory = self.scheduler_factory
+        given = getattr(factory, "keywords", {})  # a functools.partial from ``_partial_: true``
+        accepts = inspect.signature(getattr(factory, "func", factory)).parameters
+        if "total_steps" not in accepts or given.get("total_steps") or given.get("epochs"):
+            return {}
+        return {"total_steps": int(self.trainer.estimated_stepping_batches)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
