@@ -16,17 +16,16 @@ from rich.console import Console
 from rich.table import Table
 
 from attnlab.pipeline import load_checkpoint
+from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plot_token_weights
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Accepts Hydra-style ``key=value`` as well as ``--key value``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by train.py")
     parser.add_argument("--text", action="append", required=True, help="text to explain (repeat)")
     parser.add_argument("--png", default=None, help="also save the coloured tokens as a PNG")
-    argv = [f"--{a}" if "=" in a and not a.startswith("-") else a for a in argv]
-    return parser.parse_args(argv)
+    return parse_key_values(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> None:

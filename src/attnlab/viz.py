@@ -14,6 +14,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 CMAP = "Reds"
 
 
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` to ``path`` (creating its folder) and free it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def clean_token(token: str) -> str:
     """WordPiece continuation pieces ('##ing') shown as they attach to the previous piece."""
     return token[2:] if token.startswith("##") else token
@@ -80,11 +89,7 @@ def plot_token_weights(
                 )
             y += 1.0
         y += 0.6
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_attention_grid(
@@ -111,11 +116,7 @@ def plot_attention_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_matrix(matrix: object, path: str | Path, title: str, xlabel: str, ylabel: str) -> Path:
@@ -127,8 +128,79 @@ def plot_matrix(matrix: object, path: str | Path, title: str, xlabel: str, ylabe
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def plot_alignments(
+    rows: Sequence[tuple[object, Sequence[str], Sequence[str], str]], path: str | Path
+) -> Path:
+    """Cross-attention heatmaps, one per (weights (T, S), source tokens, target tokens, title):
+    target tokens down the rows, source tokens along the columns (as Bahdanau et al., fig. 3)."""
+    import numpy as np
+
+    sizes = [(len(src), len(tgt)) for _, src, tgt, _ in rows]
+    width = max(3.0, 1.5 + 0.22 * max(s for s, _ in sizes))
+    heights = [1.2 + 0.22 * t for _, t in sizes]
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(width, sum(heights)), squeeze=False, height_ratios=heights
+    )
+    for ax, (weights, src, tgt, title) in zip(axes[:, 0], rows, strict=True):
+        ax.imshow(np.asarray(weights, dtype=float), cmap="Greys", vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(len(src)), [clean_token(t) for t in src], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(tgt)), [clean_token(t) for t in tgt], fontsize=7)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_bars(
+    labels: Sequence[str],
+    series: dict[str, Sequence[float]],
+    path: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    fmt: str = "%.1f",
+) -> Path:
+    """Grouped bars: one group per label, one bar per series (e.g. BLEU per length bucket), each
+    bar labelled with its value in ``fmt``."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.6 * len(labels) * max(1, len(series))), 3.5))
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
+        bars = ax.bar(xs, values, width, label=name)
+        ax.bar_label(bars, fmt=fmt, fontsize=8)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(series) > 1:
+        ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_lines(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    log_x: bool = False,
+    log_y: bool = False,
+) -> Path:
+    """One line with markers per ``{label: (xs, ys)}`` (learning curves, a metric against a
+    swept value); a legend when there are several."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", markersize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)

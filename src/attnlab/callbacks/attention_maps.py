@@ -11,16 +11,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnlab.utils.media import log_image
 from attnlab.viz import plot_attention_grid, plot_matrix
-
-
-def _log_image(trainer: L.Trainer, key: str, path: Path) -> None:
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key, [str(path)])
 
 
 class AttentionMaps(L.Callback):
@@ -34,7 +28,7 @@ class AttentionMaps(L.Callback):
         if table is not None:
             out = Path(trainer.default_root_dir) / "positional_encoding.png"
             plot_matrix(table.cpu(), out, "sinusoidal positional encoding", "dimension", "position")
-            _log_image(trainer, "positional_encoding", out)
+            log_image(trainer, "positional_encoding", out)
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -51,4 +45,4 @@ class AttentionMaps(L.Callback):
         name = f"epoch{trainer.current_epoch:03d}.png"
         out = Path(trainer.default_root_dir) / "attention_maps" / name
         plot_attention_grid(grid, tokenizer.tokens(ids[0].tolist()), out, self.sentence)
-        _log_image(trainer, "val/attention_maps", out)
+        log_image(trainer, "val/attention_maps", out)

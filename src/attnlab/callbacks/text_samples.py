@@ -10,8 +10,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+from attnlab.utils.media import log_table
 
 
 class TextSamples(L.Callback):
@@ -46,6 +47,4 @@ class TextSamples(L.Callback):
         path = Path(trainer.default_root_dir) / "samples" / f"epoch{trainer.current_epoch:03d}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{prompt} >>> {sample}\n" for prompt, sample in rows))
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_text("val/samples", columns=["prompt", "sample"], data=rows)
+        log_table(trainer, "val/samples", ["prompt", "sample"], rows)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnlab.utils.media import log_image, log_table, wandb_loggers
 from attnlab.viz import plot_token_weights, tokens_html
 
 
@@ -44,10 +44,9 @@ class TokenAttentionPlot(L.Callback):
             table.append([names[label], names[pred], tokens_html(tokens, token_weights)])
         out = Path(trainer.default_root_dir) / "attention" / f"epoch{trainer.current_epoch:03d}.png"
         plot_token_weights(rows, out)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                import wandb
+        if wandb_loggers(trainer):
+            import wandb
 
-                html_rows = [[t, p, wandb.Html(h)] for t, p, h in table]
-                logger.log_table("val/attention", ["label", "prediction", "tokens"], html_rows)
-                logger.log_image("val/attention_png", [str(out)])
+            html_rows = [[t, p, wandb.Html(h)] for t, p, h in table]
+            log_table(trainer, "val/attention", ["label", "prediction", "tokens"], html_rows)
+            log_image(trainer, "val/attention_png", out)

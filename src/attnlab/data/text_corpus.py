@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader, TensorDataset
 
+from attnlab.data.base import TokenizedDataModule
 from attnlab.data.sources import DataError, load_splits, require_columns
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
 
@@ -38,7 +38,7 @@ def documents(split: Dataset, text_column: str, sentences_column: str | None) ->
     return [doc for doc in docs if doc]
 
 
-class TextCorpusDataModule(L.LightningDataModule):
+class TextCorpusDataModule(TokenizedDataModule):
     """Language-model blocks from a hub dataset, local text/jsonl files or embedded Wikipedia."""
 
     def __init__(
@@ -73,19 +73,6 @@ class TextCorpusDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir)
         self.tokenizer: TextTokenizer | None = None
         self.streams: dict[str, torch.Tensor] = {}
-
-    @property
-    def vocab_size(self) -> int:
-        return self._ready().tokenizer.vocab_size
-
-    @property
-    def pad_id(self) -> int:
-        return self._ready().tokenizer.pad_id
-
-    def _ready(self) -> TextCorpusDataModule:
-        if self.tokenizer is None:
-            self._load()
-        return self
 
     def _load(self) -> None:
         raw = load_splits(
@@ -137,31 +124,13 @@ class TextCorpusDataModule(L.LightningDataModule):
         nll = -sum(math.log((counts[t] + 1) / total) for t in tokens) / len(tokens)
         return math.exp(nll)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def split_loader(self, split: str, train: bool) -> DataLoader:
+        return self.dataloader(
             self.blocks(split),
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=train,
             collate_fn=_as_dict,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer.to_str()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tokenizer = TextTokenizer.from_str(state["tokenizer"])
 
 
 def _as_dict(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from datasets import ClassLabel, DatasetDict
 from torch.utils.data import DataLoader
 
+from attnlab.data.base import TokenizedDataModule
 from attnlab.data.collate import ClassificationCollator
 from attnlab.data.sources import DataError, load_splits, require_columns
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
@@ -32,7 +32,7 @@ def rating_to_label(rating: float, scheme: str, threshold: float) -> int | None:
     return 1 if scheme == "ternary" else None
 
 
-class TweetsDataModule(L.LightningDataModule):
+class TweetsDataModule(TokenizedDataModule):
     """Text classification data from a hub dataset, local files or the embedded tweets.
 
     ``vocab_size``, ``pad_id``, ``num_classes`` and ``class_names`` are ready on first access,
@@ -48,6 +48,7 @@ class TweetsDataModule(L.LightningDataModule):
         label_scheme: str = "ternary",
         neutral_threshold: float = 0.5,
         tokenizer: Mapping[str, Any] | None = None,
+        bert_format: bool = False,
         batch_size: int = 64,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -70,6 +71,7 @@ class TweetsDataModule(L.LightningDataModule):
         self.label_scheme = label_scheme
         self.neutral_threshold = neutral_threshold
         self.tokenizer_args = dict(tokenizer or {})
+        self.bert_format = bert_format
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -84,21 +86,8 @@ class TweetsDataModule(L.LightningDataModule):
 
     # What the model needs, available before setup.
     @property
-    def vocab_size(self) -> int:
-        return self._ready().tokenizer.vocab_size
-
-    @property
-    def pad_id(self) -> int:
-        return self._ready().tokenizer.pad_id
-
-    @property
     def num_classes(self) -> int:
         return len(self._ready().class_names)
-
-    def _ready(self) -> TweetsDataModule:
-        if self.tokenizer is None:
-            self._load()
-        return self
 
     def _load(self) -> None:
         raw = load_splits(
@@ -117,7 +106,7 @@ class TweetsDataModule(L.LightningDataModule):
             self.tokenizer = build_tokenizer(texts["train"], self.cache_dir, **self.tokenizer_args)
         self.texts = texts
         self.splits = {
-            name: list(zip(self.tokenizer.encode(texts[name]), labels[name], strict=True))
+            name: list(zip(self.encode_ids(texts[name]), labels[name], strict=True))
             for name in texts
         }
 
@@ -157,36 +146,32 @@ class TweetsDataModule(L.LightningDataModule):
         if not self.splits:
             self._load()
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def split_loader(self, split: str, train: bool) -> DataLoader:
+        return self.dataloader(
             self.splits[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=train,
             collate_fn=ClassificationCollator(self.pad_id),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def encode(self, texts: list[str]) -> dict:
         """A batch for the model from raw texts (for explain scripts and attention plots)."""
         collate = ClassificationCollator(self.pad_id)
-        return collate([(ids, 0) for ids in self._ready().tokenizer.encode(texts)])
+        return collate([(ids, 0) for ids in self._ready().encode_ids(texts)])
+
+    def encode_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text; with ``bert_format``, ``[CLS] ids [SEP]`` within ``max_length``
+        (what a pretrained BERT expects)."""
+        if not self.bert_format:
+            return self.tokenizer.encode(texts)
+        cls, sep = self.tokenizer.token_id("[CLS]"), self.tokenizer.token_id("[SEP]")
+        limit = self.tokenizer.max_length or 512
+        return [[cls, *ids, sep] for ids in self.tokenizer.encode(texts, limit - 2)]
 
     # Saved in checkpoints, so a checkpoint can be used without the data (explain.py).
     def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer.to_str(), "class_names": self.class_names}
+        return {**super().state_dict(), "class_names": self.class_names}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        max_length = self.tokenizer_args.get("max_length")
-        self.tokenizer = TextTokenizer.from_str(state["tokenizer"], max_length)
+        super().load_state_dict(state)
         self.class_names = list(state["class_names"])

@@ -7,17 +7,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MetricCollection
 
 from attnlab.models.lm import generate
 from attnlab.tasks.base import BaseTask
-
-
-class Perplexity(MeanMetric):
-    """exp of the mean token cross-entropy over the epoch (token-weighted, exact)."""
-
-    def compute(self) -> Tensor:
-        return super().compute().exp()
+from attnlab.tasks.metrics import Perplexity
 
 
 class LanguageModelTask(BaseTask):

@@ -1,0 +1,330 @@
+"""ImagePatchesDataModule: the embedded digits, splits, normalisation, augmentation, image
+folders (and their bad files, named), IDX files, and a checkpoint's state without data."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+from hydra.utils import instantiate
+
+from attnlab.data import image_patches
+from attnlab.data.image_patches import (
+    ImagePatchesDataModule,
+    convert_channels,
+    random_hflip,
+    random_shift,
+    read_idx,
+    resize_images,
+)
+from attnlab.data.sources import SPLITS, DataError
+
+EMBEDDED = {"embedded": "mnist_5k.npz"}
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImagePatchesDataModule:
+    datamodule = ImagePatchesDataModule(source=EMBEDDED, augment={"shift": 2}, batch_size=64)
+    datamodule.setup()
+    return datamodule
+
+
+def test_embedded_digits_load_with_their_properties_before_setup() -> None:
+    datamodule = ImagePatchesDataModule(source=EMBEDDED)
+    assert (datamodule.num_classes, datamodule.image_size, datamodule.channels) == (10, 28, 1)
+    assert datamodule.class_names == [str(d) for d in range(10)]
+
+
+def test_splits_are_disjoint_shuffled_and_sized(digits: ImagePatchesDataModule) -> None:
+    sizes = {name: len(digits.splits[name][1]) for name in SPLITS}
+    assert sizes == {"train": 4050, "validation": 450, "test": 500}  # 10% test, 10% of the rest
+    for name in SPLITS:
+        images, labels = digits.splits[name]
+        assert images.dtype == torch.uint8 and images.shape[1:] == (1, 28, 28)
+        counts = torch.bincount(labels, minlength=10)
+        assert counts.min() > 0.6 * counts.float().mean(), (name, counts)  # sorted source mixed
+    flat = {name: {bytes(x.numpy()) for x in digits.splits[name][0]} for name in SPLITS}
+    assert not flat["train"] & flat["test"] and not flat["validation"] & flat["test"]
+    with np.load(image_patches.EMBEDDED_DIR / "mnist_5k.npz") as raw:
+        every = {bytes(x) for x in raw["images"][:, None]}
+    assert flat["train"] | flat["validation"] | flat["test"] <= every
+
+
+def test_the_same_seed_gives_the_same_splits(digits: ImagePatchesDataModule) -> None:
+    again = ImagePatchesDataModule(source=EMBEDDED)
+    again.setup()
+    assert torch.equal(again.splits["test"][1], digits.splits["test"][1])
+    other = ImagePatchesDataModule(source=EMBEDDED, seed=7)
+    other.setup()
+    assert not torch.equal(other.splits["test"][1], digits.splits["test"][1])
+
+
+def test_normalisation_is_computed_on_train(digits: ImagePatchesDataModule) -> None:
+    train = digits.splits["train"][0].float() / 255
+    assert digits.mean == pytest.approx([train.mean().item()], rel=1e-5)
+    assert digits.std == pytest.approx([train.std().item()], rel=1e-4)
+    assert 0.1 < digits.mean[0] < 0.16 and 0.28 < digits.std[0] < 0.34  # MNIST's 0.1307, 0.3081
+    images = torch.cat([b["images"] for b in digits.val_dataloader()])
+    assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
+
+
+def test_configured_mean_and_std_are_used() -> None:
+    datamodule = ImagePatchesDataModule(source=EMBEDDED, mean=0.5, std=[0.25])
+    batch = datamodule.examples("test", 4)
+    expected = (batch["pixels"].float() / 255 - 0.5) / 0.25
+    torch.testing.assert_close(batch["images"], expected)
+    with pytest.raises(DataError, match=r"data.mean has 2 values for 1-channel images"):
+        ImagePatchesDataModule(source=EMBEDDED, mean=[0.5, 0.5], std=[1, 1]).setup()
+
+
+def test_training_batches_are_shifted_and_evaluation_batches_are_not(
+    digits: ImagePatchesDataModule,
+) -> None:
+    train = next(iter(digits.train_dataloader()))
+    assert train["images"].shape == (64, 1, 28, 28) and train["images"].dtype == torch.float32
+    assert train["labels"].shape == (64,) and train["labels"].dtype == torch.long
+    val = next(iter(digits.val_dataloader()))
+    expected = (digits.splits["validation"][0][:64].float() / 255 - digits.mean[0]) / digits.std[0]
+    torch.testing.assert_close(val["images"], expected)
+
+
+def test_random_shift_moves_whole_images_by_at_most_the_padding() -> None:
+    torch.manual_seed(0)
+    images = torch.zeros(200, 2, 9, 9)
+    images[:, :, 4, 4] = 1.0  # one bright pixel in the centre
+    shifted = random_shift(images, 2)
+    assert shifted.shape == images.shape
+    assert torch.equal(shifted.sum((1, 2, 3)), torch.full((200,), 2.0))  # nothing cut off
+    positions = shifted[:, 0].flatten(1).argmax(1)
+    rows, cols = positions // 9, positions % 9
+    assert set(rows.tolist()) == {2, 3, 4, 5, 6} and set(cols.tolist()) == {2, 3, 4, 5, 6}
+    assert torch.equal(shifted[:, 0], shifted[:, 1])  # channels move together
+
+
+def test_random_shift_crops_what_leaves_the_frame() -> None:
+    torch.manual_seed(0)
+    images = torch.ones(100, 1, 6, 6)
+    shifted = random_shift(images, 3)
+    kept = shifted.sum((1, 2, 3))
+    assert kept.min() < 36 and kept.max() == 36 and (shifted[:, :, 0] == 0).any()
+
+
+def test_random_hflip_mirrors_about_half() -> None:
+    torch.manual_seed(0)
+    images = torch.arange(4.0).view(1, 1, 1, 4).expand(400, 3, 2, 4)
+    flipped = random_hflip(images)
+    mirrored = (flipped == images.flip(-1)).flatten(1).all(1)
+    assert ((flipped == images).flatten(1).all(1) | mirrored).all()
+    assert 150 < mirrored.sum() < 250
+
+
+def test_hflip_is_off_by_default_and_unknown_augment_keys_are_errors() -> None:
+    datamodule = ImagePatchesDataModule(source=EMBEDDED)
+    assert datamodule.augment == {"shift": 0, "hflip": False}
+    with pytest.raises(DataError, match=r"unknown data.augment keys \['rotate'\]"):
+        ImagePatchesDataModule(source=EMBEDDED, augment={"rotate": 10})
+
+
+def test_channels_convert_grey_to_rgb_and_back() -> None:
+    datamodule = ImagePatchesDataModule(source=EMBEDDED, channels=3)
+    assert datamodule.channels == 3
+    images = datamodule.splits["train"][0]
+    assert images.shape[1:] == (3, 28, 28)
+    assert torch.equal(images[:, 0], images[:, 2])
+    assert torch.equal(convert_channels(images, 1), images[:, :1])
+    batch = next(iter(datamodule.val_dataloader()))
+    assert batch["images"].shape[1] == 3 and len(datamodule.mean) == 3
+
+
+def test_resize_to_a_configured_size() -> None:
+    with pytest.raises(DataError, match=r"are 28x28, not 32x32 .*data.resize=true"):
+        ImagePatchesDataModule(source=EMBEDDED, image_size=32).setup()
+    datamodule = ImagePatchesDataModule(source=EMBEDDED, image_size=32, resize=True)
+    assert datamodule.image_size == 32
+    assert datamodule.splits["test"][0].shape[1:] == (1, 32, 32)
+    flat = torch.full((1, 1, 5, 7), 200, dtype=torch.uint8)
+    assert torch.equal(resize_images(flat, 3), torch.full((1, 1, 3, 3), 200, dtype=torch.uint8))
+
+
+def test_state_dict_restores_what_the_model_needs_without_data(
+    digits: ImagePatchesDataModule,
+) -> None:
+    restored = ImagePatchesDataModule(source={"embedded": "does_not_exist.npz"})
+    restored.load_state_dict(digits.state_dict())
+    assert restored.class_names == digits.class_names
+    assert (restored.image_size, restored.channels) == (28, 1)
+    assert (restored.mean, restored.std) == (digits.mean, digits.std)
+
+
+def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"unknown data.source keys \['files'\]"):
+        ImagePatchesDataModule(source={"files": "x.csv"})
+    with pytest.raises(DataError, match="no data source"):
+        ImagePatchesDataModule(source={"embedded": None}).setup()
+    with pytest.raises(DataError, match=r"image folder not found: '.*nope'"):
+        ImagePatchesDataModule(source={"folder": str(tmp_path / "nope")}).setup()
+    with pytest.raises(DataError, match="data.channels=2"):
+        ImagePatchesDataModule(source=EMBEDDED, channels=2)
+
+
+# --- a local image folder ------------------------------------------------------------------
+
+
+def _write_folder(root: Path, size: int = 8, per_class: int = 6, mode: str = "L") -> Path:
+    rng = np.random.default_rng(0)
+    for name, brightness in (("cat", 40), ("dog", 200)):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 30, (size, size, 3)) + brightness
+            image = PIL.Image.fromarray(pixels.astype(np.uint8)).convert(mode)
+            image.save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_loads_classes_from_sub_folders(tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "pets")
+    datamodule = ImagePatchesDataModule(
+        source={"folder": str(folder)}, val_fraction=0.25, test_fraction=0.25
+    )
+    assert datamodule.class_names == ["cat", "dog"]
+    assert (datamodule.image_size, datamodule.channels) == (8, 1)
+    images = {name: datamodule.splits[name][0] for name in SPLITS}
+    assert sum(len(x) for x in images.values()) == 12
+    for name in SPLITS:  # cats are dark, dogs bright: labels travel with their images
+        pixels, labels = datamodule.splits[name]
+        brightness = pixels.float().mean((1, 2, 3))
+        assert ((brightness > 120) == (labels == 1)).all()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["images"].shape[1:] == (1, 8, 8)
+
+
+def test_image_folder_with_split_folders_and_rgb(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "data" / "train", mode="RGB")
+    _write_folder(tmp_path / "data" / "test", per_class=2, mode="RGB")
+    datamodule = ImagePatchesDataModule(source={"folder": str(tmp_path / "data")})
+    assert datamodule.channels == 3
+    assert len(datamodule.splits["test"][1]) == 4  # the folder's own test split
+    assert len(datamodule.splits["train"][1]) + len(datamodule.splits["validation"][1]) == 12
+
+
+def test_a_corrupted_image_is_reported_by_file_name(tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "pets")
+    bad = folder / "dog" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    with pytest.raises(DataError, match=rf"cannot read image '{bad}'.*Replace or delete"):
+        ImagePatchesDataModule(source={"folder": str(folder)}).setup()
+
+
+def test_a_truncated_image_is_reported_by_file_name(tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "pets", size=64)
+    bad = folder / "cat" / "3.png"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(DataError, match=rf"cannot read image '{bad}'"):
+        ImagePatchesDataModule(source={"folder": str(folder)}).setup()
+
+
+def test_a_wrongly_sized_image_is_reported_by_file_name(tmp_path: Path) -> None:
+    folder = _write_folder(tmp_path / "pets")
+    odd = folder / "dog" / "big.png"
+    PIL.Image.new("L", (10, 8)).save(odd)
+    with pytest.raises(DataError, match=rf"image '{odd}' are 10x8, not 8x8 .*data.resize=true"):
+        ImagePatchesDataModule(source={"folder": str(folder)}).setup()
+    datamodule = ImagePatchesDataModule(source={"folder": str(folder)}, image_size=8, resize=True)
+    datamodule.setup()
+    assert sum(len(datamodule.splits[n][1]) for n in SPLITS) == 13
+
+
+def test_hub_style_datasets_are_read_through_their_columns(monkeypatch, tmp_path: Path) -> None:
+    """A hub dataset is a DatasetDict with an Image column: built here, served by load_hub."""
+    folder = _write_folder(tmp_path / "pets")
+    files = sorted(folder.glob("*/*.png"))
+    features = Features({"img": Image(), "fine_label": ClassLabel(names=["cat", "dog"])})
+    labels = [int(f.parent.name == "dog") for f in files]
+    table = {"img": [str(f) for f in files], "fine_label": labels}
+    hub = DatasetDict({"train": Dataset.from_dict(table, features=features)})
+    monkeypatch.setattr(image_patches, "load_hub", lambda name, config=None: hub)
+    source = {"hub": "someone/pets"}
+    with pytest.raises(DataError, match=r"column 'image' \(data.image_column\) not found"):
+        ImagePatchesDataModule(source=source, label_column="fine_label").setup()
+    datamodule = ImagePatchesDataModule(
+        source=source, image_column="img", label_column="fine_label", test_fraction=0.25
+    )
+    assert datamodule.class_names == ["cat", "dog"] and datamodule.image_size == 8
+
+
+# --- IDX files -----------------------------------------------------------------------------
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """The IDX format written independently of the reader: magic 0 0 0x08 ndim, dims, bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_round_trip(tmp_path: Path, suffix: str) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 5, 4), dtype=np.uint8)
+    labels = np.arange(7, dtype=np.uint8) % 3
+    assert np.array_equal(read_idx(write_idx(tmp_path / f"images.idx{suffix}", images)), images)
+    assert np.array_equal(read_idx(write_idx(tmp_path / f"labels.idx{suffix}", labels)), labels)
+
+
+def test_idx_files_as_a_source(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(0, 256, (40, 6, 6)), rng.integers(0, 256, (10, 6, 6))
+    paths = {
+        "train_images": write_idx(tmp_path / "train-images.gz", train),
+        "train_labels": write_idx(tmp_path / "train-labels.gz", np.arange(40) % 4),
+        "test_images": write_idx(tmp_path / "test-images", test),
+        "test_labels": write_idx(tmp_path / "test-labels", np.arange(10) % 4),
+    }
+    names = ["a", "b", "c", "d"]
+    datamodule = ImagePatchesDataModule(
+        source={"idx": {k: str(v) for k, v in paths.items()}}, class_names=names, val_fraction=0.25
+    )
+    assert datamodule.class_names == names and datamodule.image_size == 6
+    assert np.array_equal(datamodule.splits["test"][0][:, 0].numpy(), test)  # test kept in order
+    assert [len(datamodule.splits[n][1]) for n in SPLITS] == [30, 10, 10]
+
+
+def test_bad_idx_files_are_clear_errors(tmp_path: Path) -> None:
+    not_idx = tmp_path / "x.idx"
+    not_idx.write_bytes(b"PK\x03\x04 something else")
+    with pytest.raises(DataError, match=r"is not an IDX file"):
+        read_idx(not_idx)
+    truncated = write_idx(tmp_path / "t.idx", np.zeros((4, 3, 3)))
+    truncated.write_bytes(truncated.read_bytes()[:-5])
+    with pytest.raises(DataError, match=r"header promises shape \(4, 3, 3\).*truncated"):
+        read_idx(truncated)
+    labels = write_idx(tmp_path / "l.idx", np.zeros(4) + 5)
+    images = write_idx(tmp_path / "i.idx", np.zeros((4, 2, 2)))
+    with pytest.raises(DataError, match="give both train_images and train_labels"):
+        ImagePatchesDataModule(source={"idx": {"train_images": str(images)}}).setup()
+    with pytest.raises(DataError, match="keys are SPLIT_images"):
+        ImagePatchesDataModule(source={"idx": {"train_pictures": "x"}}).setup()
+    idx = {"train_images": str(images), "train_labels": str(labels)}
+    with pytest.raises(DataError, match=r"labels go up to 5 but there are 2 class names"):
+        ImagePatchesDataModule(source={"idx": idx}, class_names=["x", "y"]).setup()
+
+
+def test_fashion_mnist_config_points_at_the_debian_package(compose) -> None:
+    cfg = compose(["experiment=vit", "data=fashion_mnist_idx"])
+    idx = cfg.data.source.idx
+    assert sorted(idx) == ["test_images", "test_labels", "train_images", "train_labels"]
+    assert all(p.startswith("/usr/share/datasets/fashion-mnist/") for p in idx.values())
+    assert cfg.data.source.embedded is None and len(cfg.data.class_names) == 10
+    if not Path(idx.train_images).is_file():
+        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    assert [len(datamodule.splits[n][1]) for n in SPLITS] == [54_000, 6_000, 10_000]
+    assert datamodule.class_names[9] == "Ankle boot"

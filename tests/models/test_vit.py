@@ -1,0 +1,239 @@
+"""The Vision Transformer: patches and shapes, CLS at position 0, conv == unfold + linear,
+attention rollout, size errors, the paper's presets, and Hugging Face's ViT as the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from attnlab.models.lm import count_parameters
+from attnlab.models.vit import (
+    LinearPatchEmbedding,
+    PatchEmbedding,
+    VisionTransformer,
+    attention_rollout,
+    hf_vit_name_map,
+    load_hf_vit_state_dict,
+    sinusoidal_2d_table,
+)
+from attnlab.utils.config import CONF_DIR
+
+SIZES = {"d_model": 32, "num_heads": 4, "num_layers": 2, "d_ff": 64}
+
+
+def _vit(**overrides) -> VisionTransformer:
+    return VisionTransformer(**{"num_classes": 10, **SIZES, **overrides}).eval()
+
+
+@pytest.mark.parametrize(
+    ("image_size", "patch_size", "channels"), [(28, 4, 1), (28, 7, 1), (32, 8, 3), (32, 32, 3)]
+)
+def test_patch_count_and_shapes(image_size: int, patch_size: int, channels: int) -> None:
+    model = _vit(image_size=image_size, patch_size=patch_size, channels=channels)
+    patches = (image_size // patch_size) ** 2
+    images = torch.randn(3, channels, image_size, image_size)
+    assert model.patch_embedding.num_patches == patches
+    assert model.patch_embedding(images).shape == (3, patches, 32)
+    assert model.embed(images).shape == (3, 1 + patches, 32)
+    assert model.encode(images).shape == (3, 1 + patches, 32)
+    assert model(images).shape == (3, 10)
+    maps = model.attention_maps(images)
+    assert len(maps) == 2
+    assert all(m.shape == (3, 4, 1 + patches, 1 + patches) for m in maps)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(3, 4, 1 + patches))
+    grid = image_size // patch_size
+    assert model.rollout(images).shape == (3, grid, grid)
+
+
+def test_patches_are_row_major() -> None:
+    """Token i covers patch (i // grid, i % grid): a blob in one patch lights up that token."""
+    embedding = PatchEmbedding(image_size=12, patch_size=4, channels=1, d_model=8)
+    nn.init.ones_(embedding.projection.weight)
+    nn.init.zeros_(embedding.projection.bias)
+    images = torch.zeros(1, 1, 12, 12)
+    images[0, 0, 4:8, 8:12] = 1.0  # patch row 1, column 2
+    tokens = embedding(images)[0, :, 0]
+    assert tokens.nonzero().flatten().tolist() == [1 * 3 + 2]
+
+
+def test_cls_token_is_at_position_zero() -> None:
+    model = _vit(image_size=28, patch_size=7, dropout=0.0)
+    images = torch.randn(2, 1, 28, 28)
+    tokens = model.embed(images)
+    cls = model.cls_token[0, 0] + model.position_embeddings[0, 0]
+    torch.testing.assert_close(tokens[:, 0], cls.expand(2, -1))
+    patches = model.patch_embedding(images) + model.position_embeddings[:, 1:]
+    torch.testing.assert_close(tokens[:, 1:], patches)
+    # the head reads the final state at position 0
+    torch.testing.assert_close(model(images), model.head(model.encode(images)[:, 0]))
+
+
+def test_mean_pooling_classifies_the_mean_of_the_patch_tokens() -> None:
+    model = _vit(image_size=28, patch_size=7, pooling="mean")
+    images = torch.randn(2, 1, 28, 28)
+    expected = model.head(model.encode(images)[:, 1:].mean(1))
+    torch.testing.assert_close(model(images), expected)
+
+
+def test_conv_patch_embedding_equals_unfold_and_linear() -> None:
+    torch.manual_seed(0)
+    conv = PatchEmbedding(image_size=32, patch_size=8, channels=3, d_model=16).double()
+    linear = LinearPatchEmbedding(image_size=32, patch_size=8, channels=3, d_model=16).double()
+    linear.load_conv(conv)
+    images = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(linear(images), conv(images), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("image_size", "patch_size"), [(28, 5), (32, 7), (28, 0)])
+def test_image_size_not_divisible_by_patch_size_is_a_clear_error(
+    image_size: int, patch_size: int
+) -> None:
+    message = rf"image_size {image_size} is not divisible by patch_size {patch_size}"
+    with pytest.raises(ValueError, match=message):
+        _vit(image_size=image_size, patch_size=patch_size)
+
+
+def test_images_of_another_size_or_channel_count_are_a_clear_error() -> None:
+    model = _vit(image_size=28, patch_size=4, channels=1)
+    for shape in [(2, 1, 32, 32), (2, 3, 28, 28), (1, 28, 28)]:
+        with pytest.raises(ValueError, match=r"images must be \(batch, 1, 28, 28\)"):
+            model(torch.randn(*shape))
+
+
+def test_unknown_options_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="model.pooling='max'"):
+        _vit(pooling="max")
+    with pytest.raises(ValueError, match="model.positional='rope'"):
+        _vit(positional="rope")
+
+
+def test_sinusoidal_positions_are_fixed_2d_and_cls_gets_none() -> None:
+    model = _vit(image_size=28, patch_size=7, positional="sinusoidal")
+    table = model.position_embeddings[0]
+    assert "position_embeddings" not in dict(model.named_parameters())
+    assert torch.equal(table[0], torch.zeros(32))
+    grid = sinusoidal_2d_table(4, 32).view(4, 4, 32)
+    torch.testing.assert_close(table[1:].view(4, 4, 32), grid)
+    # the first half depends on the row only, the second half on the column only
+    assert torch.equal(grid[2, 0, :16], grid[2, 3, :16])
+    assert torch.equal(grid[0, 1, 16:], grid[3, 1, 16:])
+    assert not torch.equal(grid[0, 0], grid[1, 0])
+
+
+def test_attention_rollout_follows_its_definition() -> None:
+    torch.manual_seed(0)
+    maps = [torch.randn(2, 3, 5, 5).softmax(-1) for _ in range(3)]
+    eye = torch.eye(5)
+    joint = [(m.mean(1) + eye) / 2 for m in maps]  # rows of A + I sum to 2
+    expected = joint[2] @ joint[1] @ joint[0]
+    rollout = attention_rollout(maps)
+    torch.testing.assert_close(rollout, expected)
+    torch.testing.assert_close(rollout.sum(-1), torch.ones(2, 5))
+    # one layer of uniform attention: half stays on the residual path, half spreads evenly
+    uniform = [torch.full((1, 2, 4, 4), 0.25)]
+    torch.testing.assert_close(attention_rollout(uniform)[0], (torch.eye(4) + 0.25) / 2)
+
+
+@pytest.mark.parametrize(
+    ("preset", "parameters"), [("vit_s16", 22_050_664), ("vit_b16", 86_567_656)]
+)
+def test_paper_presets_have_the_published_sizes(preset: str, parameters: int) -> None:
+    """ViT-S/16 and ViT-B/16 for 224x224 RGB and 1000 classes: the parameter counts of timm's
+    vit_small_patch16_224 and of google/vit-base-patch16-224 (without HF's unused pooler)."""
+    cfg = OmegaConf.load(CONF_DIR / "model" / f"{preset}.yaml")
+    base = OmegaConf.load(CONF_DIR / "model" / "vit.yaml")
+    node = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "defaults"})
+    node.update({"num_classes": 1000, "image_size": 224, "channels": 3})
+    model = instantiate(node)
+    assert model.grid_size == 14
+    assert count_parameters(model) == parameters
+
+
+# --- Hugging Face's ViT as the reference ---------------------------------------------------
+
+HF_CONFIG = {
+    "image_size": 28,
+    "patch_size": 4,
+    "num_channels": 1,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "num_labels": 10,
+}
+
+
+def _hf(kind: str) -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(**HF_CONFIG)
+    model = getattr(transformers, kind)(config)
+    with torch.no_grad():  # HF starts LayerNorms at (1, 0) and biases at 0: make them count
+        for name, tensor in model.state_dict().items():
+            if name.endswith("bias") or "layernorm" in name:
+                tensor.normal_(0, 0.5).add_(1.0 if name.endswith("weight") else 0.0)
+    return model.eval()
+
+
+def _ours(**overrides) -> VisionTransformer:
+    """Our model with the sizes of ``HF_CONFIG`` (and HF's LayerNorm eps)."""
+    sizes = {"image_size": 28, "patch_size": 4, "channels": 1, "num_layers": 2, "d_ff": 64}
+    return _vit(**{**sizes, "layer_norm_eps": 1e-12, **overrides})
+
+
+@pytest.mark.parametrize("attn_impl", ["math", "sdpa"])
+def test_matches_hf_vit_for_image_classification(attn_impl: str) -> None:
+    reference = _hf("ViTForImageClassification")
+    model = _ours(attn_impl=attn_impl)
+    assert load_hf_vit_state_dict(model, reference.state_dict()) == []
+    images = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = reference(pixel_values=images).logits
+        torch.testing.assert_close(model(images), expected, rtol=0, atol=1e-5)
+
+
+def test_matches_hf_vit_model_hidden_states() -> None:
+    reference = _hf("ViTModel")
+    model = _ours()
+    assert load_hf_vit_state_dict(model, reference.state_dict()) == ["head.weight", "head.bias"]
+    images = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = reference(pixel_values=images).last_hidden_state
+        torch.testing.assert_close(model.encode(images), expected, rtol=0, atol=1e-5)
+
+
+def test_loads_a_hf_checkpoint_file(tmp_path) -> None:
+    """Files keep HF's original names (encoder.layer.N.attention.attention.query ...)."""
+    safetensors = pytest.importorskip("safetensors.torch")
+    reference = _hf("ViTForImageClassification")
+    reference.save_pretrained(tmp_path)
+    state = safetensors.load_file(tmp_path / "model.safetensors")
+    names = hf_vit_name_map(2, "checkpoint").values()
+    assert set(state) == {n if n.startswith("classifier.") else f"vit.{n}" for n in names}
+    model = _ours()
+    assert load_hf_vit_state_dict(model, state) == []
+    images = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        expected = reference(pixel_values=images).logits
+        torch.testing.assert_close(model(images), expected, rtol=0, atol=1e-5)
+
+
+def test_name_map_covers_every_parameter_once() -> None:
+    parameters = set(_ours().state_dict())
+    for layout in ("checkpoint", "modules"):
+        names = hf_vit_name_map(2, layout)
+        assert set(names) == parameters
+        assert len(set(names.values())) == len(names)
+
+
+def test_hf_weights_that_do_not_fit_are_named() -> None:
+    state = _hf("ViTForImageClassification").state_dict()
+    with pytest.raises(ValueError, match=r"'layers\.0\.mlp\.fc1\.weight' is \(64, 32\) but"):
+        load_hf_vit_state_dict(_ours(d_ff=128), state)
+    with pytest.raises(ValueError, match="is it a ViT with 3 layers"):
+        load_hf_vit_state_dict(_ours(num_layers=3), state)
+    with pytest.raises(ValueError, match="positional='learned'"):
+        load_hf_vit_state_dict(_ours(positional="sinusoidal"), state)

