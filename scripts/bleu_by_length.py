@@ -12,12 +12,12 @@ and prints a markdown table: corpus BLEU and BLEU per bucket of source words.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from attnlab.utils.runs import final_metrics, read_metrics
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plot_bars
 
@@ -25,14 +25,11 @@ PREFIX = "test/bleu_len_"
 
 
 def test_bleu(run: Path) -> dict[str, float]:
-    """The run's test/bleu* values (the last row that has them)."""
-    logs = sorted(run.glob("csv/version_*/metrics.csv"))
-    if not logs:
-        raise FileNotFoundError(f"no csv/version_*/metrics.csv in '{run}': train with logger=csv")
-    rows = [r for r in csv.DictReader(logs[-1].open()) if r.get("test/bleu")]
-    if not rows:
-        raise ValueError(f"'{logs[-1]}' has no test/bleu: did the run reach its test?")
-    return {k: float(v) for k, v in rows[-1].items() if k.startswith("test/bleu") and v}
+    """The run's final test/bleu* values."""
+    scores = final_metrics(read_metrics(run), prefixes=("test/bleu",))
+    if "test/bleu" not in scores:
+        raise ValueError(f"'{run}' logged no test/bleu: did the run reach its test?")
+    return scores
 
 
 def run_name(run: Path) -> str:

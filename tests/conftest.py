@@ -8,12 +8,14 @@ the seconds WordPiece training takes.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -164,10 +166,21 @@ def _run_cli(
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_cli() -> Callable[..., subprocess.CompletedProcess]:
-    """``run_cli(["train.py", "experiment=..."], cwd=tmp_path)``: a real entry-point run."""
+    """``run_cli(["train.py", "experiment=..."], cwd=tmp_path)``: a real entry-point run
+    (session-wide, so module-scoped fixtures can share one run)."""
     return _run_cli
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module, to call its ``main(argv)`` in-process."""
+    spec = importlib.util.spec_from_file_location(
+        f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_metrics_csv(path: Path) -> list[dict[str, str]]:

@@ -1,5 +1,5 @@
-"""End to end: fast_dev_run of every experiment, resuming, eval reproducing a run's test metrics,
-multirun sweeps and the entry points' error messages.
+"""End to end: fast_dev_run of every experiment, resuming, eval reproducing a run's test metrics
+and the entry points' error messages (multirun sweeps: test_sweeps.py).
 
 Most runs are in-process (``pipeline.train(cfg)`` on a composed config, as ``train.py`` does);
 the entry points themselves (``train.py``, ``eval.py``) run as subprocesses where they are what
@@ -15,7 +15,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-import yaml
 from omegaconf import OmegaConf
 
 from attnlab import pipeline
@@ -195,30 +194,3 @@ def test_train_entry_point_reports_a_missing_data_file(run_cli, tmp_path: Path) 
     )
     assert result.returncode != 0
     assert f"data file not found: '{missing}' (files.train); check the path" in result.stderr
-
-
-def test_multirun_over_score_functions(run_cli, tmp_path: Path, cache_dir: Path) -> None:
-    sweep = tmp_path / "sweep"
-    result = run_cli(
-        [
-            "train.py",
-            "-m",
-            "experiment=tweet_attention",
-            "model.score=dot,cosine",
-            "debug=fdr",
-            f"hydra.sweep.dir={sweep}",
-            f"paths.root_dir={tmp_path}",
-            f"paths.cache_dir={cache_dir}",
-        ],
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [p.name for p in jobs] == ["0", "1"]
-    scores = []
-    for job in jobs:
-        resolved = yaml.safe_load((job / "config_resolved.yaml").read_text())
-        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
-        assert f"model.score={resolved['model']['score']}" in overrides
-        scores.append(resolved["model"]["score"])
-    assert scores == ["dot", "cosine"]

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from conftest import load_script
 
 from attnlab.models.bert import minilm_dir
 from attnlab.pipeline import load_checkpoint
-from attnlab.utils.config import CONF_DIR
 
-SCRIPTS = CONF_DIR.parent / "scripts"
 ROW = re.compile(r"^\s*[│|]\s*(\S+)\s*[│|]\s*(\d+\.\d+)\s*[│|]")
 PREDICTION = re.compile(r"^prediction: (\w+) \((.*)\)$")
-
-
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_explain_prints_prediction_and_a_weight_per_token(
@@ -67,7 +57,7 @@ def test_explain_prints_prediction_and_a_weight_per_token(
 
 
 def test_explain_needs_a_checkpoint_written_by_train(tmp_path: Path) -> None:
-    explain = _script("explain")
+    explain = load_script("explain")
     with pytest.raises(ValueError, match="checkpoint not found"):
         explain.main([f"ckpt_path={tmp_path / 'none.ckpt'}", "text=hi"])
 
@@ -76,7 +66,7 @@ def test_vader_beats_the_majority_class(
     tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     pytest.importorskip("vaderSentiment")
-    baseline = _script("baseline_vader")
+    baseline = load_script("baseline_vader")
     results = baseline.main([f"paths.root_dir={tmp_path}", f"paths.cache_dir={cache_dir}"])
     (majority_name,) = [name for name in results if name.startswith("majority")]
     vader, majority = results["vader"], results[majority_name]
@@ -94,7 +84,7 @@ def test_static_vectors_ignore_the_context_and_contextual_ones_do_not() -> None:
     from attnlab.data.tokenization import build_tokenizer
     from attnlab.models.bert import BertModel
 
-    script = _script("contextual_embeddings")
+    script = load_script("contextual_embeddings")
     tokenizer = build_tokenizer([], cache_dir=".", vocab="bert-base-uncased", max_length=None)
     torch.manual_seed(0)
     bert = BertModel(tokenizer.vocab_size, d_model=32, num_heads=2, num_layers=2, d_ff=64).eval()
@@ -110,7 +100,7 @@ def test_static_vectors_ignore_the_context_and_contextual_ones_do_not() -> None:
 def test_real_bert_vectors_group_the_senses_of_a_word(tmp_path: Path) -> None:
     """With all-MiniLM-L6-v2, 'bank' by a river is closer to 'bank' by a stream than to the
     'bank' that keeps money, and both senses are closer among themselves than across."""
-    result = _script("contextual_embeddings").main([f"out={tmp_path}"])
+    result = load_script("contextual_embeddings").main([f"out={tmp_path}"])
     similarity = result["contextual"]
     rivers, money = [0, 1], [2, 3]
     within = min(similarity[0, 1], similarity[2, 3])

@@ -3,6 +3,7 @@ is intact, truncation and lowercasing work, a missing vocabulary file is a clear
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,29 @@ def test_trained_vocab_is_cached_and_reused(
     second = build_tokenizer(tweets, tmp_path, vocab_size=500, min_frequency=2)
     assert second.vocab() == first.vocab()
     assert second.encode(tweets[:20]) == first.encode(tweets[:20])
-    assert list((tmp_path / "tokenizers").glob("*")) == cached  # same file, untouched
+    assert list((tmp_path / "tokenizers").glob("*.json")) == cached  # same file, untouched
     assert cached[0].stat().st_mtime_ns == stamp
+
+
+def test_runs_that_start_together_share_one_trained_vocab(
+    tmp_path: Path, tweets: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DDP ranks or sweep jobs starting at once: one trains, the others wait and read its file
+    (two trainings could differ: WordPiece training is not deterministic)."""
+    trainings = []
+    train = tokenization._train
+
+    def counted(*args, **kwargs):
+        trainings.append(1)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(tokenization, "_train", counted)
+    with ThreadPoolExecutor(4) as pool:
+        built = list(
+            pool.map(lambda _: build_tokenizer(tweets, tmp_path, vocab_size=500), range(4))
+        )
+    assert len(trainings) == 1
+    assert all(t.vocab() == built[0].vocab() for t in built)
 
 
 def test_cache_key_depends_on_texts_and_settings(tmp_path: Path, tweets: list[str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import compose_run, read_metrics_csv
+from conftest import compose_run, load_script, read_metrics_csv
 
 from attnlab import pipeline
 from attnlab.data.parallel_corpus import ParallelCorpusDataModule, normal_form, read_tab_separated
@@ -160,6 +160,15 @@ def test_translate_script_on_the_tiny_checkpoint(
         assert best == sources[int(alignment.argmax())]
         assert weight == pytest.approx(float(alignment.max()), abs=0.006)
     assert png.stat().st_size > 0
+
+
+def test_bleu_by_length_script_tabulates_the_run(overfit_run: Path, tmp_path: Path) -> None:
+    rows = read_metrics_csv(overfit_run / "csv" / "version_0" / "metrics.csv")
+    test = [r for r in rows if r.get("test/bleu")][-1]
+    table = load_script("bleu_by_length").main([str(overfit_run), f"out={tmp_path / 'b.png'}"])
+    row = table.splitlines()[-1]
+    assert row.startswith(f"| translation_attention | {float(test['test/bleu']):.1f} |"), table
+    assert (tmp_path / "b.png").stat().st_size > 0
 
 
 @pytest.mark.slow

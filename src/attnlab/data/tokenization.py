@@ -9,9 +9,11 @@ settings, so every run (and ``eval.py``) on the same data gets the same ids with
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from filelock import FileLock
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
@@ -120,11 +122,12 @@ def build_tokenizer(
     for text in texts:
         digest.update(text.encode("utf-8", errors="replace") + b"\0")
     cache = Path(cache_dir) / "tokenizers" / f"wordpiece-{digest.hexdigest()[:16]}.json"
-    if cache.is_file():
-        return TextTokenizer(Tokenizer.from_file(str(cache)), max_length)
-    tokenizer = _train(texts, vocab_size, lowercase, min_frequency)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{id(tokenizer)}")
-    tokenizer.save(str(tmp))
-    tmp.replace(cache)  # atomic: concurrent runs never read a half-written file
-    return TextTokenizer(tokenizer, max_length)
+    # WordPiece training is not deterministic: processes that start together (DDP under torchrun
+    # or srun, sweeps) must share one vocabulary, so the first trains and the others wait for it.
+    with FileLock(f"{cache}.lock"):
+        if not cache.is_file():
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            _train(texts, vocab_size, lowercase, min_frequency).save(str(tmp))
+            tmp.replace(cache)  # atomic: a crash never leaves a half-written vocabulary
+    return TextTokenizer(Tokenizer.from_file(str(cache)), max_length)
