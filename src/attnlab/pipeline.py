@@ -14,17 +14,23 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab.callbacks.fault_tolerance import NonFiniteLossError
 from attnlab.utils.config import ConfigError, print_config, save_config
+from attnlab.utils.config_checks import check_run_config
+from attnlab.utils.wandb_fallback import online_or_offline
 
 log = logging.getLogger(__name__)
 _BOUND: dict[str, Any] = {}
@@ -76,6 +82,7 @@ def build(
             datamodule.load_state_dict(saved)
     with bound_datamodule(datamodule):
         OmegaConf.resolve(cfg)
+    check_run_config(cfg)
     task = instantiate(cfg.task, net=instantiate(cfg.model))
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
     if state is not None:
@@ -165,12 +172,28 @@ def _close_loggers() -> None:
 
 def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list[Logger]]:
     os.environ.setdefault("WANDB_MODE", "offline")  # never a login prompt; `wandb sync` later
-    loggers = _instantiate_all(cfg.get("logger"), Logger)
+    make_loggers = partial(_instantiate_all, cfg.get("logger"), Logger)
+    loggers = online_or_offline(make_loggers(), rebuild=make_loggers)  # W&B unreachable: offline
     callbacks = _instantiate_all(cfg.get("callbacks"), Callback)
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return trainer, loggers
+
+
+def _fit(
+    trainer: L.Trainer, task: L.LightningModule, data: L.LightningDataModule, ckpt: Path | None
+) -> bool:
+    """``trainer.fit``; False where the loss went NaN/inf in a multirun job, so a diverged
+    trial is scored as the worst one instead of crashing the sweep (a single run raises)."""
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=ckpt)
+    except NonFiniteLossError as error:
+        if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+            raise
+        log.error(str(error))
+        return False
+    return True
 
 
 def _metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -194,10 +217,11 @@ def train(cfg: DictConfig) -> float | None:
             logger.log_hyperparams(task.run_config)
         if trainer.is_global_zero:
             _write_run_info(cfg, loggers)
-        if cfg.train:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+        diverged = cfg.train and not _fit(trainer, task, datamodule, resume_from)
         metrics = _metrics(trainer)
-        if cfg.test:
+        if diverged and cfg.get("optimized_metric"):
+            metrics[cfg.optimized_metric] = math.nan  # scored as the worst trial by _optimized
+        if cfg.test and not diverged:
             best = trainer.checkpoint_callback  # the first ModelCheckpoint: the monitored one
             ckpt = (best.best_model_path or None) if isinstance(best, ModelCheckpoint) else None
             trainer.test(task, datamodule=datamodule, ckpt_path=ckpt if cfg.train else None)

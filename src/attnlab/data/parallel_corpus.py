@@ -54,6 +54,7 @@ from attnlab.data.sources import (
     DataError,
     ensure_splits,
     load_splits,
+    not_utf8,
     require_columns,
 )
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
@@ -75,8 +76,11 @@ def read_tab_separated(path: str | Path, columns: Sequence[str] | None = None) -
     if not path.is_file():
         raise DataError(f"data file not found: '{path}'; check the path in data.source")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        lines = [line.rstrip("\r\n") for line in f]
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            lines = [line.rstrip("\r\n") for line in f]
+    except UnicodeDecodeError as error:
+        raise not_utf8(str(path), error) from error
     has_header = columns is None
     if has_header:
         if not lines:

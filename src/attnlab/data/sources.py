@@ -63,10 +63,27 @@ def load_files(files: str | Path | Mapping[str, str | Path | None]) -> DatasetDi
     try:
         return datasets.load_dataset(builder, data_files=data_files, **kwargs)
     except Exception as error:  # datasets raises several types for empty or malformed files
+        if (decode := _decode_error(error)) is not None:
+            raise not_utf8(", ".join(data_files.values()), decode) from error
         raise DataError(
             f"could not load the data files {data_files}: {error}. Is one of them empty (no rows, "
             f"or a header only)? Add examples to it, or check that it is valid {builder}"
         ) from error
+
+
+def not_utf8(where: str, error: UnicodeDecodeError) -> DataError:
+    """The error for a data file that is not UTF-8 text (latin-1 or Windows exports, binaries)."""
+    return DataError(
+        f"'{where}' is not UTF-8 text ({error.reason}: byte {error.object[error.start]:#04x} at "
+        f"offset {error.start}): re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
+    )
+
+
+def _decode_error(error: BaseException | None) -> UnicodeDecodeError | None:
+    """The UnicodeDecodeError behind a loader's wrapped exception, if that is what it was."""
+    while error is not None and not isinstance(error, UnicodeDecodeError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def load_hub(name: str, config: str | None = None) -> DatasetDict:

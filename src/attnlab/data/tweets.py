@@ -127,6 +127,7 @@ class TweetsDataModule(TokenizedDataModule):
             feature = raw["train"].features[self.label_column]
             if isinstance(feature, ClassLabel):
                 self.class_names = list(feature.names)
+                self._check_label_range(raw)
             else:
                 values = {v for split in raw.values() for v in split[self.label_column]}
                 self.class_names = [str(v) for v in sorted(values)]
@@ -141,6 +142,19 @@ class TweetsDataModule(TokenizedDataModule):
             if not values:
                 raise DataError(f"the '{name}' split has no examples left after labelling")
         return texts, labels
+
+    def _check_label_range(self, raw: DatasetDict) -> None:
+        """Class ids outside the class list (-1 = unlabelled in hub datasets) would index
+        past the output layer mid-training; name them here."""
+        n = len(self.class_names)
+        for name, split in raw.items():
+            bad = sorted({v for v in split[self.label_column] if not 0 <= v < n})
+            if bad:
+                raise DataError(
+                    f"labels {bad[:5]} in the '{name}' split (data.label_column="
+                    f"'{self.label_column}') are outside the class set {self.class_names} "
+                    f"(ids 0..{n - 1}): drop those rows (-1 marks unlabelled) or fix the labels"
+                )
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:

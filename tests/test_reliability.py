@@ -1,0 +1,352 @@
+"""Faults a run survives or names: a NaN loss, pre-emption signals, a crash mid-checkpoint."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import wandb
+from conftest import REPO_ROOT
+from test_e2e import SHORT
+
+from attnlab import pipeline
+from attnlab.callbacks.fault_tolerance import NonFiniteLossError, NonFiniteLossGuard
+from attnlab.tasks.base import BaseTask
+from attnlab.utils.checkpoint_io import AtomicCheckpointIO
+from attnlab.utils.config import ConfigError
+
+BASE = ["experiment=tweet_attention", *SHORT]  # 5 train batches per epoch
+TWEETS = [*BASE, "logger=none"]
+
+
+@pytest.fixture
+def nan_at_steps(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """Steps (global_step values) whose training loss becomes NaN; fill the returned set."""
+    steps: set[int] = set()
+    original = BaseTask.training_step
+
+    def training_step(self: BaseTask, batch: object, batch_idx: int) -> torch.Tensor:
+        loss = original(self, batch, batch_idx)
+        return loss * math.nan if self.global_step in steps else loss
+
+    monkeypatch.setattr(BaseTask, "training_step", training_step)
+    return steps
+
+
+class _WeightWatch(L.Callback):
+    """Whether the weights changed over each training batch, and whether they stay finite."""
+
+    def __init__(self) -> None:
+        self.changed: dict[int, bool] = {}
+        self._before: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._before = [p.detach().clone() for p in pl_module.parameters()]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        after = list(pl_module.parameters())
+        assert all(torch.isfinite(p).all() for p in after), "non-finite weights"
+        pairs = zip(after, self._before, strict=True)
+        self.changed[trainer.global_step - 1] = any(not torch.equal(a, b) for a, b in pairs)
+
+
+def _with_callback(trainer_spy, callback: L.Callback) -> None:
+    make = trainer_spy._make
+
+    def with_it(cfg):
+        trainer, loggers = make(cfg)
+        trainer.callbacks.append(callback)
+        return trainer, loggers
+
+    trainer_spy._make = with_it
+
+
+def test_a_nan_loss_stops_the_run_naming_step_and_last_checkpoint(
+    compose, trainer_spy, nan_at_steps: set[int], tmp_path: Path
+) -> None:
+    nan_at_steps.add(7)  # epoch 1, batch 2: after epoch 0's checkpoints
+    watch = _WeightWatch()
+    _with_callback(trainer_spy, watch)
+    with pytest.raises(NonFiniteLossError) as error:
+        pipeline.train(compose([*TWEETS, "trainer.max_epochs=3"]))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    message = str(error.value)
+    assert "training loss is NaN (nan) at step 7 (epoch 1, batch 2)" in message
+    assert f"the last good checkpoint is {last} (resume with ckpt_path={last})" in message
+    assert "task.optimizer.lr" in message and "trainer.gradient_clip_val" in message
+    assert trainer_spy.trainer.global_step == 7  # the bad step never happened
+    assert torch.load(last, weights_only=False)["global_step"] == 5
+
+
+def test_skip_leaves_the_weights_of_a_nan_batch_untouched(
+    compose, trainer_spy, nan_at_steps: set[int]
+) -> None:
+    nan_at_steps.update({2, 3})
+    watch = _WeightWatch()
+    _with_callback(trainer_spy, watch)
+    cfg = compose([*TWEETS, "trainer.max_epochs=1", "callbacks.non_finite_loss.action=skip"])
+    pipeline.train(cfg)
+    assert trainer_spy.trainer.global_step == 5
+    assert watch.changed == {0: True, 1: True, 2: False, 3: False, 4: True}
+
+
+def test_skip_stops_after_max_skips_in_a_row(compose, nan_at_steps: set[int]) -> None:
+    nan_at_steps.update(range(1, 5))
+    cfg = compose(
+        [
+            *TWEETS,
+            "trainer.max_epochs=1",
+            "callbacks.non_finite_loss.action=skip",
+            "callbacks.non_finite_loss.max_skips=2",
+        ]
+    )
+    with pytest.raises(NonFiniteLossError, match=r"at step 3 .* after 2 skipped steps in a row"):
+        pipeline.train(cfg)
+
+
+def test_a_diverged_sweep_trial_scores_worst_instead_of_crashing(
+    compose, nan_at_steps: set[int]
+) -> None:
+    """In a multirun job the NaN stop becomes the worst value (val/f1 is maximised: -inf)."""
+    nan_at_steps.add(1)
+    cfg = compose([*TWEETS, "trainer.max_epochs=1", "hydra.mode=MULTIRUN"])
+    assert pipeline.train(cfg) == -math.inf
+
+
+def test_a_bad_non_finite_action_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"action='halt': use one of \('stop', 'skip'\)"):
+        NonFiniteLossGuard(action="halt")
+
+
+def test_a_crash_while_writing_keeps_the_previous_checkpoint(
+    compose, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trainer, _ = pipeline.make_trainer(compose([*TWEETS]))
+    io = trainer.strategy.checkpoint_io
+    assert isinstance(io, AtomicCheckpointIO)  # wired by conf/trainer/default.yaml
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "w": torch.ones(1000)}, path)
+
+    def crash_midway(obj, f, *args, **kwargs) -> None:
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"global_step": 2, "w": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    kept = torch.load(path, weights_only=False)
+    assert kept["global_step"] == 1 and torch.equal(kept["w"], torch.ones(1000))
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, f"{path} not written in {timeout} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_signal_saves_last_ckpt_and_ckpt_path_last_resumes_it(
+    signum: signal.Signals, compose, trainer_spy, cache_dir: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "outputs" / "tweet_attention" / "runs" / "killed"
+    last = run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            *BASE,
+            "logger=csv",
+            "trainer.max_epochs=1000",
+            f"paths.root_dir={tmp_path}",
+            f"paths.cache_dir={cache_dir}",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # Hydra's job logging prints to stdout
+        text=True,
+    )
+    try:
+        _wait_for(last, process, timeout=120)
+        first_step = torch.load(last, weights_only=False)["global_step"]
+        time.sleep(1.0)  # into the next epochs: the signal's checkpoint is a newer one
+        signalled = time.time()
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output[-3000:]
+    stopped = re.search(rf"{signal.Signals(signum).name} received: stopped at step (\d+)", output)
+    assert stopped, output[-3000:]
+    assert f"saved {last}; resume with ckpt_path=last" in output
+    assert last.stat().st_mtime >= signalled
+    saved = torch.load(last, weights_only=False)["global_step"]
+    assert saved == int(stopped[1]) > first_step  # the signal's checkpoint, not an epoch's
+
+    class StartStep(L.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.step = trainer.global_step
+
+    start = StartStep()
+    _with_callback(trainer_spy, start)
+    pipeline.train(
+        compose(
+            [*TWEETS, "ckpt_path=last", "test=false"]
+            + [f"trainer.max_steps={saved + 3}", "optimized_metric=null"],  # stops mid-epoch
+            output_dir=tmp_path / "outputs" / "tweet_attention" / "runs" / "resumed",
+        )
+    )
+    assert start.step == saved
+    assert trainer_spy.trainer.global_step == saved + 3
+
+
+@pytest.mark.parametrize("api_key", [None, "0" * 40], ids=["no_key", "server_unreachable"])
+def test_wandb_online_but_unreachable_warns_once_and_logs_offline(
+    api_key: str | None,
+    compose,
+    trainer_spy,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: refused
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))
+    if api_key:
+        monkeypatch.setenv("WANDB_API_KEY", api_key)
+    else:
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = compose(
+        [*BASE, "logger=wandb", "trainer.max_epochs=1", "logger.wandb.settings.init_timeout=2"]
+    )
+    wandb.teardown()  # wandb reads WANDB_MODE once per process: start as a fresh process does
+    started = time.monotonic()
+    pipeline.train(cfg)
+    assert time.monotonic() - started < 30  # no prompt, no 90 s default wait
+    warnings = [r.message for r in caplog.records if "W&B is not reachable online" in r.message]
+    assert len(warnings) == 1, warnings
+    assert ("no API key" if api_key is None else "CommError") in warnings[0]
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert trainer_spy.trainer.global_step == 5
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "no offline W&B run"
+
+
+def _tweets_csv(rows: str, header: str = "text,rating") -> bytes:
+    """A tweets csv: ``header`` then ``rows`` repeated (enough for train/val/test splits)."""
+    return (header + "\n").encode() + rows.encode("latin-1") * 30
+
+
+def _class_label_parquet(path: Path) -> None:
+    import datasets
+
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    rows = {"text": ["good", "bad", "unrated"] * 10, "label": [1, 0, -1] * 10}
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
+
+
+TWEETS_FROM = ["experiment=tweet_attention"]  # + data.source.files=<the case's file>
+# (case, overrides, the file the run reads: (suffix, bytes or a writer; None: not written) or
+# None for the embedded data, the message's pattern)
+BAD_INPUTS = [
+    ("unknown group option", ["model=nope"], None, r"(?s)'model/nope'.*options.*attention_pool"),
+    ("negative lr", ["task.optimizer.lr=-0.1"], None, r"lr=-0.1 must be > 0; e.g. task.optim"),
+    ("dropout 1.5", ["model.dropout=1.5"], None, r"model.dropout=1.5: .* in \[0, 1\); e.g."),
+    (
+        "num_heads not dividing d_model",
+        ["experiment=lm_transformer", "model.num_heads=3"],
+        None,
+        r"d_model \(128\) must be divisible by num_heads \(3\).*pick e.g. num_heads in",
+    ),
+    (
+        "max length above the position table",
+        ["experiment=lm_transformer", "model.max_len=16"],
+        None,
+        r"data.block_size=128 is longer than .*model.max_len=16\): set model.max_len>=128",
+    ),
+    ("missing data file", TWEETS_FROM, (".csv", None), r"data file not found: .*check the path"),
+    (
+        "missing column",
+        TWEETS_FROM,
+        (".csv", _tweets_csv("so good,2.5\n", header="tweet,rating")),
+        r"column 'text' \(data.text_column\) not found.*\['tweet', 'rating'\]: set data.text_",
+    ),
+    ("empty dataset", TWEETS_FROM, (".csv", b"text,rating\n"), r"empty.*Add examples to it"),
+    (
+        "non-UTF-8 csv",
+        TWEETS_FROM,
+        (".csv", _tweets_csv("caf\xe9 au lait,2.5\n")),
+        r"is not UTF-8 text \(.*byte 0xe9 .*re-save it as UTF-8",
+    ),
+    (
+        "labels outside the class set",
+        [*TWEETS_FROM, "data.rating_column=null", "data.label_column=label"],
+        (".parquet", _class_label_parquet),
+        r"labels \[-1\] in the '\w+' split .*outside the class set \['neg', 'pos'\].*drop",
+    ),
+    (
+        "parallel tsv line missing its target",
+        ["experiment=translation_attention"],
+        (".tsv", b"en\tfr\nin the beginning\tau commencement\nand god said\n"),
+        r"line 3 of '.*' has 1 tab-separated fields, expected 2 \(en <TAB> fr\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "file", "message"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_a_bad_input_is_an_error_naming_the_problem_and_the_fix(
+    compose, tmp_path: Path, overrides: list[str], file, message: str
+) -> None:
+    """Through ``pipeline.train`` (an unknown experiment: test_e2e's entry-point test)."""
+    if file is not None:
+        suffix, content = file
+        path = tmp_path / f"data{suffix}"
+        if callable(content):
+            content(path)
+        elif content is not None:
+            path.write_bytes(content)
+        overrides = [*overrides, f"data.source.files={path}"]
+    with pytest.raises(Exception, match=message) as error:
+        pipeline.train(compose([*overrides, "debug=fdr"]))  # fdr: if it ran, only one batch
+    assert not isinstance(error.value, (KeyError, IndexError, RuntimeError)), error.value
+
+
+def test_a_checkpoint_every_n_steps_resumes_mid_epoch(compose, trainer_spy, tmp_path) -> None:
+    """Mid-epoch resume: the step, epoch and batch position continue (the data order does not:
+    the DataLoaders are not resumable, so the remaining batches come from a fresh shuffle)."""
+    runs = tmp_path / "outputs" / "tweet_attention" / "runs"
+    steps = [*TWEETS, "callbacks.model_checkpoint.every_n_train_steps=3", "test=false"]
+    pipeline.train(compose([*steps, "trainer.max_epochs=2"], output_dir=runs / "first"))
+    last = runs / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 9  # epoch 1, batch 3 of 5
+
+    seen: list[tuple[int, int]] = []
+
+    class Batches(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append((trainer.current_epoch, batch_idx))
+
+    _with_callback(trainer_spy, Batches())
+    cfg = compose([*steps, "trainer.max_epochs=3", "ckpt_path=last"], output_dir=runs / "again")
+    pipeline.train(cfg)
+    assert seen[:2] == [(1, 4), (2, 0)]  # the epoch's last batch, then the next epoch
+    assert trainer_spy.trainer.global_step == 15
