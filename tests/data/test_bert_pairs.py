@@ -220,3 +220,18 @@ def test_clear_errors(tmp_path: Path, wiki: BertPretrainingDataModule) -> None:
         _datamodule(wiki.cache_dir, tokenizer={"vocab": str(vocab)}).setup()
     with pytest.raises(DataError, match="max_seq_length=4"):
         _datamodule(wiki.cache_dir, max_seq_length=4)
+
+
+def test_every_epoch_draws_fresh_training_pairs(wiki: BertPretrainingDataModule) -> None:
+    """New cuts and NotNext segments each epoch (else a small model memorises the fixed pairs
+    and NSP never generalises); the same epoch gives the same pairs, and epoch 0 is setup's."""
+    assert wiki.train_examples(0) is wiki.examples["train"]
+    first, again, second = wiki.train_examples(1), wiki.train_examples(1), wiki.train_examples(2)
+    assert first == again and first != second and first != wiki.examples["train"]
+    labels = [e["next_sentence_label"] for e in first]
+    assert 0.4 < sum(labels) / len(labels) < 0.6
+    wiki.fresh_pairs_each_epoch = False
+    try:
+        assert wiki.train_examples(3) is wiki.examples["train"]
+    finally:
+        wiki.fresh_pairs_each_epoch = True

@@ -273,6 +273,7 @@ class BertPretrainingDataModule(TokenizedDataModule):
         short_seq_prob: float = 0.1,
         next_sentence_prob: float = 0.5,
         dupe_factor: int = 1,
+        fresh_pairs_each_epoch: bool = True,
         mlm_probability: float = 0.15,
         mask_token_prob: float = 0.8,
         random_token_prob: float = 0.1,
@@ -302,6 +303,8 @@ class BertPretrainingDataModule(TokenizedDataModule):
         self.short_seq_prob = short_seq_prob
         self.next_sentence_prob = next_sentence_prob
         self.dupe_factor = dupe_factor
+        self.fresh_pairs_each_epoch = fresh_pairs_each_epoch
+        self._train_docs: list[Document] = []
         self.masking = {
             "mlm_probability": mlm_probability,
             "mask_token_prob": mask_token_prob,
@@ -375,34 +378,49 @@ class BertPretrainingDataModule(TokenizedDataModule):
         if self.tokenizer is None:  # else restored from a checkpoint: keep its ids
             texts = [" ".join(doc) for doc in docs["train"]]
             self.tokenizer = build_tokenizer(texts, self.cache_dir, **self.tokenizer_args)
-        cls_id, sep_id, _ = (self.tokenizer.token_id(t) for t in ("[CLS]", "[SEP]", "[MASK]"))
+        for token in ("[CLS]", "[SEP]", "[MASK]"):
+            self.tokenizer.token_id(token)  # a clear error when the vocabulary lacks one
         # Special tokens typed in text ("[MASK]", "[SEP]") become their ids, not "[", "mask", "]".
         self.tokenizer.tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
         collator = self.collator()
         for index, (name, split_docs) in enumerate(docs.items()):
-            rng = random.Random(self.seed * 1000 + index)
             token_docs = self._tokenize(split_docs)
-            repeats = self.dupe_factor if name == "train" else 1
-            examples = []
-            for _ in range(repeats):
-                if self.nsp:
-                    examples += create_pairs(
-                        token_docs,
-                        self.max_seq_length,
-                        rng,
-                        cls_id,
-                        sep_id,
-                        self.short_seq_prob,
-                        self.next_sentence_prob,
-                    )
-                else:
-                    examples += create_segments(
-                        token_docs, self.max_seq_length, rng, cls_id, sep_id, self.short_seq_prob
-                    )
+            if name == "train":
+                self._train_docs = token_docs
+            examples = self._examples(token_docs, random.Random(self.seed * 1000 + index), name)
             if name != "train":  # masked once: the same positions every epoch and run
                 generator = torch.Generator().manual_seed(self.seed + index)
                 examples = [collator.mask_example(e, generator) for e in examples]
             self.examples[name] = examples
+
+    def _examples(self, token_docs: list[Document], rng: random.Random, split: str) -> list[dict]:
+        """Pairs (NSP) or segments of ``token_docs``: ``dupe_factor`` passes for train."""
+        cls_id, sep_id = self.tokenizer.token_id("[CLS]"), self.tokenizer.token_id("[SEP]")
+        examples = []
+        for _ in range(self.dupe_factor if split == "train" else 1):
+            if self.nsp:
+                examples += create_pairs(
+                    token_docs,
+                    self.max_seq_length,
+                    rng,
+                    cls_id,
+                    sep_id,
+                    self.short_seq_prob,
+                    self.next_sentence_prob,
+                )
+            else:
+                examples += create_segments(
+                    token_docs, self.max_seq_length, rng, cls_id, sep_id, self.short_seq_prob
+                )
+        return examples
+
+    def train_examples(self, epoch: int) -> list[dict]:
+        """The training examples of ``epoch``: with ``fresh_pairs_each_epoch`` every epoch cuts
+        the documents anew and draws new NotNext segments (seeded by epoch), so NSP must learn
+        what makes B follow A rather than memorise a fixed set of pairs; else epoch 0's."""
+        if not self.fresh_pairs_each_epoch or epoch == 0:
+            return self.examples["train"]
+        return self._examples(self._train_docs, random.Random(self.seed * 1000 + epoch), "train")
 
     def setup(self, stage: str | None = None) -> None:
         if not self.examples:
@@ -426,8 +444,11 @@ class BertPretrainingDataModule(TokenizedDataModule):
         return self.collator()(self.examples[split][:count])
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
+        examples = self.examples[split]
+        if train and self.trainer is not None:  # reloaded every epoch (see the experiment)
+            examples = self.train_examples(self.trainer.current_epoch)
         return self.dataloader(
-            self.examples[split],
+            examples,
             batch_size=self.batch_size,
             shuffle=train,
             collate_fn=self.collator(),
