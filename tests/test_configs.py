@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
@@ -80,3 +81,18 @@ def test_group_option_composes(
     if group == "trainer":
         assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
         assert cfg.trainer.default_root_dir == str(tmp_path / "run")
+
+
+def test_fsdp_shards_per_encoder_layer(compose) -> None:
+    """trainer=fsdp builds Lightning's FSDP strategy with one shard unit per encoder layer
+    (it runs only on GPUs; here the strategy object and its wrap policy are checked)."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from attnlab.models.transformer import EncoderLayer
+
+    cfg = compose(["experiment=bert_mlm", "trainer=fsdp"])
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    policy = strategy.kwargs["auto_wrap_policy"]
+    assert policy._module_classes == {EncoderLayer}
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"

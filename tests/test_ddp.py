@@ -1,30 +1,42 @@
-"""Two CPU processes (trainer=ddp_cpu, gloo) train one run: one run dir, one set of checkpoints."""
+"""Two CPU processes (trainer=ddp_cpu, gloo) train one run: one run dir, one set of checkpoints,
+and the same result as one process given the same global batch."""
 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
+
+import pytest
+
+# debug=limit: 5 training and 2 test batches per process and epoch. Two processes of batch 64
+# see as many examples per step (128) as one process of batch 128, and the same test tweets.
+COMMON = ["experiment=tweet_mean", "logger=csv", "debug=limit", "trainer.max_epochs=2"]
 
 
-def test_ddp_cpu_writes_one_run_dir(run_cli, tmp_path) -> None:
+def _run(run_cli, root: Path, *overrides: str) -> dict[str, float]:
+    root.mkdir()
     result = run_cli(
-        [
-            "train.py",
-            "experiment=tweet_mean",
-            "trainer=ddp_cpu",
-            "logger=csv",
-            "debug=limit",
-            "trainer.max_epochs=2",
-            "extras.print_config=false",
-        ],
-        cwd=tmp_path,
-        env={"ATTNLAB_ROOT": str(tmp_path)},
+        ["train.py", *COMMON, *overrides, "extras.print_config=false"],
+        cwd=root,
+        env={"ATTNLAB_ROOT": str(root)},
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "GLOBAL_RANK: 1" in result.stdout + result.stderr  # really two processes
-    runs = list((tmp_path / "outputs" / "tweet_mean" / "runs").iterdir())
+    runs = list((root / "outputs" / "tweet_mean" / "runs").iterdir())
     assert len(runs) == 1, runs
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
     (log,) = runs[0].glob("csv/**/metrics.csv")
-    rows = [r for r in csv.DictReader(log.open()) if r.get("test/f1")]
-    assert len(rows) == 1 and 0 <= float(rows[0]["test/f1"]) <= 1
+    (test,) = [r for r in csv.DictReader(log.open()) if r.get("test/f1")]
+    metrics = {k: float(v) for k, v in test.items() if k.startswith("test/") and v}
+    metrics["stdout"] = result.stdout + result.stderr
+    return metrics
+
+
+def test_ddp_cpu_matches_one_process_with_the_same_global_batch(run_cli, tmp_path) -> None:
+    ddp = _run(run_cli, tmp_path / "ddp", "trainer=ddp_cpu", "data.batch_size=64")
+    assert "GLOBAL_RANK: 1" in ddp.pop("stdout")  # really two processes, one run dir
+    single = _run(run_cli, tmp_path / "single", "trainer=cpu", "data.batch_size=128")
+    single.pop("stdout")
+    # Same steps, same examples per step and the same test set; only the shuffle order differs.
+    assert ddp["test/loss"] == pytest.approx(single["test/loss"], abs=0.05), (ddp, single)
+    assert ddp["test/acc"] == pytest.approx(single["test/acc"], abs=0.08), (ddp, single)
