@@ -29,6 +29,7 @@ from torch import nn
 
 from attnlab.models.lm import TransformerLM, count_parameters
 from attnlab.models.rnn import RNNLM
+from attnlab.utils.hardware import device_name
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -84,17 +85,6 @@ def time_steps(
         synchronize(device)
         times.append(time.perf_counter() - start)
     return times
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def benchmark_device(device: torch.device, args: argparse.Namespace) -> list[dict]:

@@ -129,6 +129,16 @@ class MeanPooling(nn.Module):
 
 
 ATTENTION_IMPLS = ("math", "sdpa")
+CPU_LOW_PRECISION_SDPA_MIN_LEN = 512  # measured: below it the explicit matmuls win in bf16 on CPU
+
+
+def _cpu_flash_is_slower(key: Tensor) -> bool:
+    """Whether torch's CPU flash attention loses to the explicit matmuls for these keys."""
+    return (
+        key.device.type == "cpu"
+        and key.dtype in (torch.bfloat16, torch.float16)
+        and key.size(-2) < CPU_LOW_PRECISION_SDPA_MIN_LEN
+    )
 
 
 def attention_mask(
@@ -154,6 +164,10 @@ class MultiHeadAttention(nn.Module):
     every head computes softmax(Q K^T / sqrt(d_k)) V, the heads are concatenated back and
     projected by W_o. ``impl="math"`` writes this out and can return the (B, H, T, S) weights;
     ``impl="sdpa"`` hands it to ``F.scaled_dot_product_attention`` (fused kernels, no weights).
+    On a CPU in bf16/fp16 with fewer than ``CPU_LOW_PRECISION_SDPA_MIN_LEN`` keys, sdpa runs the
+    math path too: torch's CPU flash kernel is 1.5-3x slower there (forward + backward, T 128-256).
+    ``fused_qkv`` computes Q, K and V of self-attention with one matmul against the three weights
+    stacked (one read of X, one larger GEMM); the weights stay three separate layers.
     The linear layers are named ``query``, ``key``, ``value`` and ``output`` so pretrained
     checkpoints (BERT's ``attention.self.query`` ...) map onto them one to one.
     """
@@ -165,6 +179,7 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         impl: str = "math",
+        fused_qkv: bool = True,
     ) -> None:
         super().__init__()
         if d_model % num_heads != 0:
@@ -179,6 +194,7 @@ class MultiHeadAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = d_model // num_heads
         self.impl = impl
+        self.fused_qkv = fused_qkv
         self.query = nn.Linear(d_model, d_model, bias=bias)
         self.key = nn.Linear(d_model, d_model, bias=bias)
         self.value = nn.Linear(d_model, d_model, bias=bias)
@@ -232,14 +248,28 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             mask = mask.bool()
         self._check_inputs(query, key, value, mask)
-        q = self._split_heads(self.query(query))
-        k = self._split_heads(self.key(key))
-        v = self._split_heads(self.value(value))
-        if self.impl == "sdpa" and not need_weights:
+        if self.fused_qkv and query is key and key is value:
+            q, k, v = self._fused_projections(query)
+        else:
+            q = self._split_heads(self.query(query))
+            k = self._split_heads(self.key(key))
+            v = self._split_heads(self.value(value))
+        use_sdpa = self.impl == "sdpa" and not need_weights
+        if use_sdpa and not _cpu_flash_is_slower(k):
             out, weights = self._sdpa(q, k, v, mask, causal), None
         else:
             out, weights = self._math(q, k, v, mask, causal)
-        return self.output(self._merge_heads(out)), weights
+        return self.output(self._merge_heads(out)), None if use_sdpa else weights
+
+    def _fused_projections(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Q, K, V (B, H, T, d_k) of self-attention from one X [W_q; W_k; W_v]^T matmul."""
+        layers = (self.query, self.key, self.value)
+        weight = torch.cat([layer.weight for layer in layers])
+        bias = None if self.query.bias is None else torch.cat([layer.bias for layer in layers])
+        batch, length, _ = x.shape
+        qkv = F.linear(x, weight, bias).view(batch, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
 
     def _math(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool

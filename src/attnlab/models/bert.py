@@ -97,6 +97,7 @@ class BertModel(nn.Module):
         positional: str = "learned",
         pad_id: int = 0,
         attn_impl: str = "sdpa",
+        fused_qkv: bool = True,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -121,6 +122,7 @@ class BertModel(nn.Module):
             norm_first=False,
             layer_norm_eps=layer_norm_eps,
             attn_impl=attn_impl,
+            fused_qkv=fused_qkv,
         )
         self.pooler = nn.Linear(d_model, d_model)
         self.apply(init_bert_weights)

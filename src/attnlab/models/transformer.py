@@ -54,11 +54,14 @@ class EncoderLayer(nn.Module):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         attn_impl: str = "math",
+        fused_qkv: bool = True,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.activation_name = activation
-        self.attention = MultiHeadAttention(d_model, num_heads, dropout, impl=attn_impl)
+        self.attention = MultiHeadAttention(
+            d_model, num_heads, dropout, impl=attn_impl, fused_qkv=fused_qkv
+        )
         self.attention_dropout = nn.Dropout(dropout)
         self.attention_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.feed_forward = FeedForward(d_model, d_ff, dropout, activation)
@@ -130,11 +133,20 @@ class Encoder(nn.Module):
         layer_norm_eps: float = 1e-5,
         attn_impl: str = "math",
         final_norm: bool | None = None,
+        fused_qkv: bool = True,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
             EncoderLayer(
-                d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps, attn_impl
+                d_model,
+                num_heads,
+                d_ff,
+                dropout,
+                activation,
+                norm_first,
+                layer_norm_eps,
+                attn_impl,
+                fused_qkv,
             )
             for _ in range(num_layers)
         )

@@ -8,7 +8,7 @@ independent copy of the metrics per stage, logged as ``train/...``, ``val/...``,
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 STAGES = ("train", "val", "test")
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 
 class BaseTask(L.LightningModule):
@@ -27,6 +28,8 @@ class BaseTask(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
         monitor: str = "val/loss",
+        compile: bool | Mapping[str, Any] = False,
+        no_decay_norm_and_bias: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
@@ -35,6 +38,9 @@ class BaseTask(L.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.monitor = monitor
+        self.compile_net = compile
+        self.net_compiled = False
+        self.no_decay_norm_and_bias = no_decay_norm_and_bias
         metrics = self.build_metrics()
         self.metrics = nn.ModuleDict(  # ModuleDict keys may not shadow attributes like .train
             {f"{s}_metrics": metrics.clone(prefix=f"{s}/") for s in STAGES} if metrics else {}
@@ -78,8 +84,35 @@ class BaseTask(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.step(batch, "test")
 
+    def configure_model(self) -> None:
+        """``compile`` (true, or ``torch.compile`` arguments such as ``{mode: max-autotune}``):
+        ``nn.Module.compile`` in place, so the state dict keeps its plain names (no
+        ``_orig_mod.``) and checkpoints load into uncompiled models."""
+        if self.compile_net and not self.net_compiled:  # fit then test: compile once
+            options = self.compile_net if isinstance(self.compile_net, Mapping) else {}
+            self.net.compile(**options)
+            self.net_compiled = True
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """With ``no_decay_norm_and_bias``: biases and normalisation weights in a group with
+        ``weight_decay=0`` (decaying them towards 0 only hurts), everything else as configured."""
+        if not self.no_decay_norm_and_bias:
+            return [{"params": list(self.parameters())}]
+        decay, no_decay, seen = [], [], set()
+        for module in self.modules():
+            is_norm = isinstance(module, NORM_LAYERS)
+            for name, param in module.named_parameters(recurse=False):
+                if id(param) in seen:  # tied weights (the MLM decoder) belong to one group only
+                    continue
+                seen.add(id(param))
+                (no_decay if is_norm or name == "bias" else decay).append(param)
+        return [  # names: LearningRateMonitor logs lr-AdamW/decay and lr-AdamW/no_decay
+            {"params": decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+        ]
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer, **self._run_length())
