@@ -40,3 +40,21 @@ def test_ddp_cpu_matches_one_process_with_the_same_global_batch(run_cli, tmp_pat
     # Same steps, same examples per step and the same test set; only the shuffle order differs.
     assert ddp["test/loss"] == pytest.approx(single["test/loss"], abs=0.05), (ddp, single)
     assert ddp["test/acc"] == pytest.approx(single["test/acc"], abs=0.08), (ddp, single)
+
+
+def test_a_sweep_of_ddp_jobs_runs_each_job_once_in_its_own_folder(run_cli, tmp_path) -> None:
+    """-m with trainer=ddp_cpu: each job's second process runs that job alone (not the whole
+    sweep again) in the job's folder, and the next job starts its own process group."""
+    result = run_cli(
+        ["train.py", "-m", *COMMON, "trainer=ddp_cpu", "model.dropout=0.1,0.2"],
+        cwd=tmp_path,
+        env={"ATTNLAB_ROOT": str(tmp_path)},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "tweet_mean" / "multiruns").iterdir()
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0", "1"]
+    for job in jobs:
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+    assert (result.stdout + result.stderr).count("GLOBAL_RANK: 1") == 2  # one child per job

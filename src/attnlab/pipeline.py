@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -25,7 +26,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError
 from attnlab.utils.config import ConfigError, print_config, save_config
@@ -181,6 +182,18 @@ def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list[Logger]]:
     return trainer, loggers
 
 
+def _children_run_this_job_only() -> None:
+    """Under ``-m``, Lightning's DDP launcher starts the other ranks by re-running the command
+    line, which would start the whole sweep again in each of them: make that command this job
+    alone (its own overrides, no ``-m``), run in this job's folder."""
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        return
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir  # the launcher passes it as hydra.run.dir
+
+
 def _fit(
     trainer: L.Trainer, task: L.LightningModule, data: L.LightningDataModule, ckpt: Path | None
 ) -> bool:
@@ -209,9 +222,11 @@ def train(cfg: DictConfig) -> float | None:
     if resume_from:
         _continue_run(cfg, resume_from)
     datamodule, task = build(cfg, resume_from)
+    _children_run_this_job_only()
     print_config(cfg, enabled=cfg.extras.print_config)
     save_config(cfg, Path(cfg.paths.output_dir) / "config_resolved.yaml")
     trainer, loggers = make_trainer(cfg)
+    launched_here = [name for name in LAUNCHER_ENV if name not in os.environ]
     try:
         for logger in loggers:
             logger.log_hyperparams(task.run_config)
@@ -228,7 +243,21 @@ def train(cfg: DictConfig) -> float | None:
             metrics.update(_metrics(trainer))
     finally:
         _close_loggers()
+        _end_distributed(launched_here)
     return _optimized(cfg, metrics)
+
+
+# Set by Lightning's DDP launcher in the process that starts the others (see _end_distributed).
+LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def _end_distributed(launched_here: list[str]) -> None:
+    """After a DDP job: drop its process group and the launcher's variables, which would make
+    the next job of a sweep believe its other ranks already exist (and wait for them forever)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for name in launched_here:
+        os.environ.pop(name, None)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
