@@ -248,3 +248,19 @@ def test_wandb_sweep_matches_its_experiment(path: Path) -> None:
     composed = compose_config([f"experiment={path.stem}", *(f"{k}={v}" for k, v in trial.items())])
     for key, value in trial.items():
         assert OmegaConf.select(composed, key, throw_on_resolution_failure=False) == value, key
+
+
+def test_wandb_groups_the_jobs_of_a_sweep(compose, tmp_path: Path) -> None:
+    """One W&B group per sweep (named after its folder), the experiment for single runs."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    cfg = compose(["experiment=tweet_attention"])  # a single run: HydraConfig in RUN mode
+    pipeline.register_resolvers()
+    assert cfg.logger.wandb.group == "tweet_attention"
+    hydra_cfg = HydraConfig.get()
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.mode = RunMode.MULTIRUN
+        hydra_cfg.sweep.dir = str(tmp_path / "2026-11-27_04-30-00")
+    assert cfg.logger.wandb.group == "tweet_attention/2026-11-27_04-30-00"

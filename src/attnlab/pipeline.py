@@ -46,6 +46,16 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "run_name", lambda task, overrides: f"{task}:{overrides}" if overrides else task
         )
+    if not OmegaConf.has_resolver("run_group"):
+        OmegaConf.register_new_resolver("run_group", run_group)
+
+
+def run_group(task: str) -> str:
+    """The W&B group: the experiment for single runs, ``<experiment>/<sweep folder>`` for the
+    jobs of a ``-m`` sweep, so each sweep's runs sit side by side."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{task}/{Path(HydraConfig.get().sweep.dir).name}"
+    return task
 
 
 def _datamodule_attr(name: str) -> Any:
