@@ -279,6 +279,27 @@ BAD_INPUTS = [
         None,
         r"data.block_size=128 is longer than .*model.max_len=16\): set model.max_len>=128",
     ),
+    ("lr not a number", ["task.optimizer.lr=fast"], None, r"lr='fast' is not a number; e.g."),
+    (
+        "misspelt key of a class",
+        ["++trainer.max_epoch=2"],
+        None,
+        r"trainer.max_epoch: lightning.pytorch.Trainer takes no 'max_epoch'; did you mean "
+        r"trainer.max_epochs\? its settings are accelerator, ",
+    ),
+    (
+        "wrong type for a class",
+        ["data.batch_size=many"],
+        None,
+        r"data.batch_size='many': attnlab.data.tweets.TweetsDataModule wants int here, not str",
+    ),
+    ("misspelt top-level key", ["experiment=typo"], None, r"Key 'optimised_metric' not in 'Tr"),
+    (
+        "top-level value of the wrong type",
+        ["seed=soon"],
+        None,
+        r"Value 'soon' of type 'str' could not be converted to Integer\s+full_key: seed",
+    ),
     ("missing data file", TWEETS_FROM, (".csv", None), r"data file not found: .*check the path"),
     (
         "missing column",
@@ -317,6 +338,10 @@ def test_a_bad_input_is_an_error_naming_the_problem_and_the_fix(
     compose, tmp_path: Path, overrides: list[str], file, message: str
 ) -> None:
     """Through ``pipeline.train`` (an unknown experiment: test_e2e's entry-point test)."""
+    experiments = tmp_path / "conf" / "experiment"  # a user's own, found through hydra.searchpath
+    experiments.mkdir(parents=True)
+    (experiments / "typo.yaml").write_text("# @package _global_\noptimised_metric: val/acc\n")
+    overrides = [*overrides, f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
     if file is not None:
         suffix, content = file
         path = tmp_path / f"data{suffix}"
@@ -325,14 +350,15 @@ def test_a_bad_input_is_an_error_naming_the_problem_and_the_fix(
         elif content is not None:
             path.write_bytes(content)
         overrides = [*overrides, f"data.source.files={path}"]
-    with pytest.raises(Exception, match=message) as error:
+    with pytest.raises(Exception) as error:
         pipeline.train(compose([*overrides, "debug=fdr"]))  # fdr: if it ran, only one batch
+    shown = f"{error.value}\n{error.value.__cause__ or ''}"  # Hydra's CLI prints both
+    assert re.search(message, shown), shown
     assert not isinstance(error.value, (KeyError, IndexError, RuntimeError)), error.value
 
 
 def test_a_checkpoint_every_n_steps_resumes_mid_epoch(compose, trainer_spy, tmp_path) -> None:
-    """Mid-epoch resume: the step, epoch and batch position continue (the data order does not:
-    the DataLoaders are not resumable, so the remaining batches come from a fresh shuffle)."""
+    """Mid-epoch resume: the step, epoch and batch position continue."""
     runs = tmp_path / "outputs" / "tweet_attention" / "runs"
     steps = [*TWEETS, "callbacks.model_checkpoint.every_n_train_steps=3", "test=false"]
     pipeline.train(compose([*steps, "trainer.max_epochs=2"], output_dir=runs / "first"))
@@ -350,3 +376,63 @@ def test_a_checkpoint_every_n_steps_resumes_mid_epoch(compose, trainer_spy, tmp_
     pipeline.train(cfg)
     assert seen[:2] == [(1, 4), (2, 0)]  # the epoch's last batch, then the next epoch
     assert trainer_spy.trainer.global_step == 15
+
+
+def _trained(trainer_spy) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    trainer = trainer_spy.trainer
+    weights = {k: v.detach().clone() for k, v in trainer.lightning_module.state_dict().items()}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return weights, metrics
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_killed_mid_epoch_resumes_to_the_weights_and_metrics_of_an_uninterrupted_run(
+    workers: int, compose, trainer_spy, cache_dir: Path, tmp_path: Path
+) -> None:
+    """SIGKILL at step 8 of 10 (epoch 1, batch 3), resume from the step-6 checkpoint: the data
+    order, the random masks (drawn in the main process or in workers) and dropout all continue
+    as if nothing happened, so the weights and metrics are exactly the uninterrupted run's."""
+    overrides = [
+        "experiment=bert_mlm",
+        *SHORT[:-1],  # 5 batches per epoch (bert_mlm has no token_attention callback)
+        "logger=csv",
+        "trainer.max_epochs=2",
+        "trainer.deterministic=true",
+        "callbacks.model_checkpoint.every_n_train_steps=3",
+        "callbacks.masked_predictions=null",
+        "callbacks.attention_maps=null",
+        f"data.num_workers={workers}",
+        "test=false",
+    ]
+    pipeline.train(compose(overrides, output_dir=tmp_path / "uninterrupted"))
+    expected_weights, expected_metrics = _trained(trainer_spy)
+
+    killed = tmp_path / "outputs" / "bert_mlm" / "runs" / "killed"
+    process = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            *overrides,
+            "+callbacks.kill._target_=kill_switch.SigkillAtStep",
+            "+callbacks.kill.step=8",
+            f"paths.root_dir={tmp_path}",
+            f"paths.cache_dir={cache_dir}",
+            f"hydra.run.dir={killed}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "tests"), "HYDRA_FULL_ERROR": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stdout[-3000:] + process.stderr[-3000:]
+    last = killed / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 6  # mid-epoch 1
+
+    pipeline.train(compose([*overrides, "ckpt_path=last"], output_dir=tmp_path / "resumed"))
+    weights, metrics = _trained(trainer_spy)
+    assert trainer_spy.trainer.global_step == 10
+    assert weights.keys() == expected_weights.keys()
+    for name, value in weights.items():
+        assert torch.equal(value, expected_weights[name]), name
+    assert metrics == expected_metrics

@@ -9,8 +9,10 @@ import hydra
 from omegaconf import DictConfig
 
 from attnlab import pipeline
+from attnlab.utils.schema import register_schemas
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")  # <repo>/conf (editable install)
+register_schemas()  # conf/train.yaml and eval.yaml start from them
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")

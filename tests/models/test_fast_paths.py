@@ -11,6 +11,7 @@ from torch import nn
 
 from attnlab import pipeline
 from attnlab.models.bert import BertForPreTraining, hf_bert_name_map
+from attnlab.models.transformer import Encoder
 from attnlab.tasks.base import BaseTask
 
 SIZES = {"d_model": 32, "num_heads": 4, "num_layers": 2, "d_ff": 48, "max_len": 16, "dropout": 0.0}
@@ -51,6 +52,47 @@ def test_fused_qkv_gives_the_same_loss_and_gradients(attn_impl: str) -> None:
         torch.testing.assert_close(grad, plain_grads[name], rtol=1e-10, atol=1e-12, msg=name)
     # the three projections stay separate parameters under the names HF checkpoints map onto
     assert set(hf_bert_name_map(2)) == set(fused.state_dict())
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_the_last_layer_at_cls_and_masked_rows_only_gives_the_same_logits_and_gradients(
+    attn_impl: str,
+) -> None:
+    """Uneven masks per sequence (one with none, one with [CLS] masked), padding, MLM + NSP."""
+    ids = torch.randint(1, VOCAB, (4, 12), generator=torch.Generator().manual_seed(2))
+    segments = (torch.arange(12) >= 6).long().expand(4, 12)
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, 8:] = False
+    masked = torch.zeros_like(mask)
+    masked[0, [3, 4, 9]] = True
+    masked[1, 7] = True
+    masked[3, [0, 11]] = True
+    results = []
+    for only in (False, True):
+        model = _bert(attn_impl=attn_impl, last_layer_masked_only=only)
+        mlm, nsp = model(ids, segments, mask, masked_positions=masked)
+        loss = nn.functional.cross_entropy(mlm, ids[masked]) + nsp.logsumexp(-1).sum()
+        loss.backward()
+        results.append((mlm, nsp, {n: p.grad for n, p in model.named_parameters()}))
+    (mlm, nsp, grads), (fast_mlm, fast_nsp, fast_grads) = results
+    torch.testing.assert_close(fast_mlm, mlm, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast_nsp, nsp, rtol=1e-12, atol=1e-12)
+    for name, grad in fast_grads.items():
+        torch.testing.assert_close(grad, grads[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+def test_encoder_output_rows_are_those_rows_of_the_full_output(norm_first: bool) -> None:
+    torch.manual_seed(0)
+    encoder = Encoder(2, 32, 4, 48, dropout=0.0, norm_first=norm_first).double()
+    x = torch.randn(2, 7, 32).double()
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    rows = torch.tensor([[0, 6, 2], [0, 1, 3]])
+    full, _ = encoder(x, mask=mask)
+    some, _ = encoder(x, mask=mask, output_rows=rows)
+    torch.testing.assert_close(some, full.gather(1, rows[..., None].expand(-1, -1, 32)))
+    with pytest.raises(ValueError, match="rows= needs bidirectional attention"):
+        encoder(x, causal=True, output_rows=rows)
 
 
 def test_fused_qkv_is_used_for_self_attention_only() -> None:

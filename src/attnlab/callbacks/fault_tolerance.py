@@ -4,6 +4,8 @@
 never reaches the weights: it stops the run naming the step and the last good checkpoint, or
 skips the step. ``PreemptionCheckpoint`` saves ``last.ckpt`` when the job is told to stop
 (SIGTERM, or SIGUSR1 as schedulers send before a time limit) so ``ckpt_path=last`` resumes it.
+``RandomStateCheckpoint`` keeps the random state in every checkpoint, so a resumed run draws
+what the uninterrupted one would have (with the resumable loaders of ``data/base.py``: exact).
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import math
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from attnlab.utils.config import ConfigError
+from attnlab.utils.random_state import random_state, set_random_state
 
 log = logging.getLogger(__name__)
 ACTIONS = ("stop", "skip")
@@ -147,3 +152,38 @@ class PreemptionCheckpoint(Callback):
             f"(epoch {trainer.current_epoch}) and saved {self.path}; resume with ckpt_path=last "
             f"(the newest last.ckpt of this task) or ckpt_path={self.path}"
         )
+
+
+class RandomStateCheckpoint(Callback):
+    """Save every rank's random state in each checkpoint; restore it when training resumes.
+
+    Dropout, random masks and augmentations after a resume then draw what the uninterrupted run
+    drew. It is restored at ``on_train_start``, after the sanity check, just before the first
+    resumed batch is drawn; the loaders' own state (order, worker seeds) is torchdata's.
+    """
+
+    def __init__(self) -> None:
+        self._to_restore: list[dict[str, Any]] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = random_state()
+        if not (dist.is_available() and dist.is_initialized()):
+            return {"ranks": [state]}
+        ranks: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(ranks, state)  # checkpoints are written on every rank's call
+        return {"ranks": ranks}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._to_restore = state_dict["ranks"]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        ranks, self._to_restore = self._to_restore, None
+        if ranks is None:
+            return
+        if len(ranks) != trainer.world_size:
+            log.warning(
+                f"the checkpoint holds the random state of {len(ranks)} processes, this run has "
+                f"{trainer.world_size}: random draws after the resume differ from the first run's"
+            )
+            return
+        set_random_state(ranks[trainer.global_rank])

@@ -1,13 +1,47 @@
-"""What every DataModule shares: train/validation/test loaders over splits held in memory."""
+"""What every DataModule shares: train/validation/test loaders over splits held in memory.
+
+The loaders are resumable (torchdata's ``StatefulDataLoader``): Lightning saves how far the
+epoch got in each checkpoint, and a run resumed mid-epoch sees the rest of the same order.
+Shuffling and worker seeds come from the loader's own generator (seeded by ``data.seed``), never
+from the global random state that dropout draws from, so resuming does not shift it.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Self
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.data.tokenization import TextTokenizer
+from attnlab.utils.random_state import random_state, set_random_state
+
+# torchdata 0.11 calls a torch function that torch now flags as deprecated, at every loader built.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+
+
+class WorkerRandomState(Dataset):
+    """A dataset whose state is the random state of the worker reading it. torchdata saves a
+    dataset's state with every batch a worker makes and gives it back to that worker on
+    resume, so masks and augmentations drawn in workers continue where they stopped."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return random_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_random_state(state)
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -17,18 +51,23 @@ class SplitDataModule(L.LightningDataModule):
     batch_size: int
     num_workers: int = 0
     pin_memory: bool = False
+    seed: int = 0
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
         """The loader of ``split``; ``train`` turns on shuffling (and augmentation, masking...)."""
         raise NotImplementedError
 
     def dataloader(self, dataset: Any, **options: Any) -> DataLoader:
-        """A DataLoader with the configured workers and pinning (``options`` add the rest)."""
-        return DataLoader(
+        """A resumable DataLoader with the configured workers and pinning (``options`` add the
+        rest), its shuffling seeded by ``seed``."""
+        if self.num_workers > 0:
+            dataset = WorkerRandomState(dataset)  # the main process's is in the checkpoint
+        return StatefulDataLoader(
             dataset,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
             **options,
         )
 

@@ -249,7 +249,10 @@ class MultiHeadAttention(nn.Module):
             mask = mask.bool()
         self._check_inputs(query, key, value, mask)
         if self.fused_qkv and query is key and key is value:
-            q, k, v = self._fused_projections(query)
+            q, k, v = self._fused_projections(query, (self.query, self.key, self.value))
+        elif self.fused_qkv and key is value:  # queries at some rows only (Encoder output_rows)
+            q = self._split_heads(self.query(query))
+            k, v = self._fused_projections(key, (self.key, self.value))
         else:
             q = self._split_heads(self.query(query))
             k = self._split_heads(self.key(key))
@@ -261,15 +264,14 @@ class MultiHeadAttention(nn.Module):
             out, weights = self._math(q, k, v, mask, causal)
         return self.output(self._merge_heads(out)), None if use_sdpa else weights
 
-    def _fused_projections(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Q, K, V (B, H, T, d_k) of self-attention from one X [W_q; W_k; W_v]^T matmul."""
-        layers = (self.query, self.key, self.value)
+    def _fused_projections(self, x: Tensor, layers: tuple[nn.Linear, ...]) -> tuple[Tensor, ...]:
+        """The projections of X by ``layers`` (Q, K, V or K, V), each (B, H, T, d_k), from one
+        X [W_1; W_2; ...]^T matmul."""
         weight = torch.cat([layer.weight for layer in layers])
         bias = None if self.query.bias is None else torch.cat([layer.bias for layer in layers])
         batch, length, _ = x.shape
-        qkv = F.linear(x, weight, bias).view(batch, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        return q, k, v
+        out = F.linear(x, weight, bias).view(batch, length, len(layers), self.num_heads, -1)
+        return out.permute(2, 0, 3, 1, 4).unbind(0)
 
     def _math(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool

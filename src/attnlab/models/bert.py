@@ -132,10 +132,16 @@ class BertModel(nn.Module):
         input_ids: Tensor,
         token_type_ids: Tensor | None = None,
         attention_mask: Tensor | None = None,
+        output_rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """ids (B, T), segments (B, T), mask (B, T) True on real tokens ->
-        hidden states (B, T, D) and the pooled [CLS] vector tanh(W h_0 + b) (B, D)."""
-        hidden, _ = self.encoder(self.embeddings(input_ids, token_type_ids), mask=attention_mask)
+        hidden states (B, T, D) and the pooled [CLS] vector tanh(W h_0 + b) (B, D).
+
+        ``output_rows`` (B, M), first column 0 ([CLS]): hidden states at those rows only,
+        (B, M, D), the last layer computing nothing else.
+        """
+        embedded = self.embeddings(input_ids, token_type_ids)
+        hidden, _ = self.encoder(embedded, mask=attention_mask, output_rows=output_rows)
         return hidden, torch.tanh(self.pooler(hidden[:, 0]))
 
     def attention_maps(
@@ -173,11 +179,28 @@ class MaskedLMHead(nn.Module):
         return self.decoder(self.norm(self.activation(self.dense(hidden))))
 
 
+def cls_and_masked_rows(masked: Tensor) -> tuple[Tensor, Tensor]:
+    """masked (B, T) -> rows (B, M): position 0 ([CLS]), then each sequence's masked positions
+    in order, padded with 0; and is_masked (B, M), True where a row is a masked position, so
+    ``hidden[is_masked]`` follows the row-major order of ``labels[masked]``."""
+    batch, length = masked.shape
+    positions = torch.arange(length, device=masked.device).expand(batch, length)
+    wanted = masked.clone()
+    wanted[:, 0] = True
+    # Wanted positions sort first, in order; the rest after them (offset by the length).
+    order = torch.where(wanted, positions, positions + length).sort(dim=1).values
+    order = order[:, : int(wanted.sum(1).max())]
+    real = order < length
+    rows = torch.where(real, order, 0)
+    return rows, real & masked.gather(1, rows)
+
+
 class BertForPreTraining(nn.Module):
     """``BertModel`` with the masked-LM head and the next-sentence-prediction head."""
 
-    def __init__(self, vocab_size: int, **bert: Any) -> None:
+    def __init__(self, vocab_size: int, last_layer_masked_only: bool = True, **bert: Any) -> None:
         super().__init__()
+        self.last_layer_masked_only = last_layer_masked_only
         self.bert = BertModel(vocab_size, **bert)
         self.max_len = self.bert.max_len
         eps = self.bert.embeddings.norm.eps
@@ -197,6 +220,10 @@ class BertForPreTraining(nn.Module):
         MLM logits are (N, V) for the N True entries of ``masked_positions`` (B, T), in
         row-major order (the order of ``labels[masked_positions]``); (B, T, V) when it is None.
         """
+        if masked_positions is not None and self.last_layer_masked_only:
+            rows, is_masked = cls_and_masked_rows(masked_positions)
+            hidden, pooled = self.bert(input_ids, token_type_ids, attention_mask, rows)
+            return self.mlm_head(hidden[is_masked]), self.nsp_head(pooled)
         hidden, pooled = self.bert(input_ids, token_type_ids, attention_mask)
         if masked_positions is not None:
             hidden = hidden[masked_positions]  # gather first: the decoder sees N rows, not B*T
@@ -247,6 +274,7 @@ def load_pretrained_bert(path: str | Path, **overrides: Any) -> BertModel:
             f"{model_cfg.get('_target_')!r}); train one with experiment=bert_mlm"
         )
     model_cfg.pop("_target_")
+    model_cfg.pop("last_layer_masked_only", None)  # how pretraining ran, not the encoder's shape
     model = BertModel(**{**model_cfg, **overrides})
     prefix = "net.bert."
     state = {

@@ -41,6 +41,11 @@ class FeedForward(nn.Module):
         return self.output(self.dropout(self.activation(self.intermediate(x))))
 
 
+def gather_rows(x: Tensor, rows: Tensor) -> Tensor:
+    """x (B, T, D), rows (B, M) positions -> (B, M, D): x[b, rows[b, m]]."""
+    return x.gather(1, rows.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
 class EncoderLayer(nn.Module):
     """One encoder block: self-attention then feed-forward, post-norm or pre-norm."""
 
@@ -69,9 +74,11 @@ class EncoderLayer(nn.Module):
         self.feed_forward_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
 
     def _self_attention(
-        self, x: Tensor, mask: Tensor | None, causal: bool, need_weights: bool
+        self, x: Tensor, query: Tensor, mask: Tensor | None, causal: bool, need_weights: bool
     ) -> tuple[Tensor, Tensor | None]:
-        out, weights = self.attention(x, mask=mask, causal=causal, need_weights=need_weights)
+        out, weights = self.attention(
+            query, x, x, mask=mask, causal=causal, need_weights=need_weights
+        )
         return self.attention_dropout(out), weights
 
     def forward(
@@ -80,20 +87,30 @@ class EncoderLayer(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D), mask (B, T) True on real tokens -> x (B, T, D), weights (B, H, T, T)|None.
 
+        ``rows`` (B, M) computes the output at those positions only, (B, M, D): every token is
+        still a key and value, but the queries, output projection and feed-forward run on M
+        rows (a model that reads a few outputs skips the rest of its last layer's work).
         The math attention returns its weights even when ``need_weights`` is False.
         """
-        if self.norm_first:
-            attended, weights = self._self_attention(
-                self.attention_norm(x), mask, causal, need_weights
+        if rows is not None and causal:
+            raise ValueError(
+                "rows= needs bidirectional attention: causal queries must stay in place"
             )
-            x = x + attended
+        pick = (lambda h: h) if rows is None else (lambda h: gather_rows(h, rows))
+        if self.norm_first:
+            normed = self.attention_norm(x)
+            attended, weights = self._self_attention(
+                normed, pick(normed), mask, causal, need_weights
+            )
+            x = pick(x) + attended
             x = x + self.feed_forward_dropout(self.feed_forward(self.feed_forward_norm(x)))
         else:
-            attended, weights = self._self_attention(x, mask, causal, need_weights)
-            x = self.attention_norm(x + attended)
+            attended, weights = self._self_attention(x, pick(x), mask, causal, need_weights)
+            x = self.attention_norm(pick(x) + attended)
             x = self.feed_forward_norm(x + self.feed_forward_dropout(self.feed_forward(x)))
         return x, weights
 
@@ -159,11 +176,17 @@ class Encoder(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        output_rows: Tensor | None = None,
     ) -> tuple[Tensor, list[Tensor] | None]:
-        """x (B, T, D) -> hidden states (B, T, D), per-layer weights [(B, H, T, T)] or None."""
+        """x (B, T, D) -> hidden states (B, T, D), per-layer weights [(B, H, T, T)] or None.
+
+        ``output_rows`` (B, M): the last layer computes those positions only -> (B, M, D).
+        """
         all_weights = [] if need_weights else None
-        for layer in self.layers:
-            x, weights = layer(x, mask=mask, causal=causal, need_weights=need_weights)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            rows = output_rows if i == last else None
+            x, weights = layer(x, mask=mask, causal=causal, need_weights=need_weights, rows=rows)
             if all_weights is not None:
                 all_weights.append(weights)
         return self.final_norm(x), all_weights

@@ -3,6 +3,8 @@
 A task is a LightningModule around a plain ``torch.nn`` model (``net``). Subclasses write
 ``step(batch, stage)`` returning the loss and may override ``build_metrics``; the base keeps one
 independent copy of the metrics per stage, logged as ``train/...``, ``val/...``, ``test/...``.
+Losses are averaged over the epoch by metric objects too (``log_mean``), so a checkpoint taken
+mid-epoch holds the epoch's running metrics and a resumed run reports what an unbroken one would.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 
 STAGES = ("train", "val", "test")
 NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 
 class BaseTask(L.LightningModule):
+    loss_names: tuple[str, ...] = ("loss",)  # what ``log_mean`` averages over each epoch
+
     def __init__(
         self,
         net: nn.Module,
@@ -45,6 +49,9 @@ class BaseTask(L.LightningModule):
         self.metrics = nn.ModuleDict(  # ModuleDict keys may not shadow attributes like .train
             {f"{s}_metrics": metrics.clone(prefix=f"{s}/") for s in STAGES} if metrics else {}
         )
+        self.means = nn.ModuleDict(  # plain MeanMetrics: a MetricCollection could merge equal ones
+            {f"{s}_{name}": MeanMetric() for s in STAGES for name in self.loss_names}
+        )
         self.run_config: dict | None = None  # the resolved config, saved in checkpoints
 
     def build_metrics(self) -> MetricCollection | None:
@@ -57,18 +64,17 @@ class BaseTask(L.LightningModule):
         """The metrics of ``stage`` (train/val/test), or None for tasks without metrics."""
         return self.metrics[f"{stage}_metrics"] if self.metrics else None
 
+    def log_mean(self, stage: str, name: str, value: Tensor, batch_size: int) -> None:
+        """Log ``stage/name``: each training step's value, and its mean over the epoch (weighted
+        by batch size, averaged over DDP ranks)."""
+        mean = self.means[f"{stage}_{name}"]
+        mean(value.detach(), batch_size)  # forward: accumulates, and keeps this batch's value
+        on_step = stage == "train"
+        self.log(f"{stage}/{name}", mean, on_step=on_step, on_epoch=True, prog_bar=name == "loss")
+
     def log_metrics(self, stage: str, loss: Tensor, batch_size: int) -> None:
         """Loss (step and epoch in training, epoch otherwise) and the stage's metric objects."""
-        on_step = stage == "train"
-        self.log(  # sync_dist: the epoch loss is averaged over DDP ranks (a no-op on one device)
-            f"{stage}/loss",
-            loss,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=batch_size,
-            sync_dist=True,
-        )
+        self.log_mean(stage, "loss", loss, batch_size)
         metrics = self.stage_metrics(stage)
         if metrics is not None:
             self.log_dict(
@@ -133,8 +139,34 @@ class BaseTask(L.LightningModule):
         accepts = inspect.signature(getattr(factory, "func", factory)).parameters
         if "total_steps" not in accepts or given.get("total_steps") or given.get("epochs"):
             return {}
-        return {"total_steps": int(self.trainer.estimated_stepping_batches)}
+        steps = int(self.trainer.estimated_stepping_batches)
+        if given.get("pct_start", 0) * steps == 1:  # OneCycleLR divides by pct_start*steps - 1
+            return {"total_steps": steps, "pct_start": 2 / steps}  # a 2-step warm-up instead
+        return {"total_steps": steps}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
             checkpoint["attnlab_config"] = self.run_config
+        checkpoint["train_epoch_metrics"] = metric_states(self._train_epoch_metrics())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint from mid-epoch: the epoch's training metrics continue from its state."""
+        if "train_epoch_metrics" in checkpoint:
+            self._train_epoch_metrics().load_state_dict(checkpoint["train_epoch_metrics"])
+
+    def _train_epoch_metrics(self) -> nn.ModuleDict:
+        train_means = {k: m for k, m in self.means.items() if k.startswith("train_")}
+        metrics = self.stage_metrics("train")
+        return nn.ModuleDict({**train_means, **({"metrics": metrics} if metrics else {})})
+
+
+def metric_states(module: nn.Module) -> dict[str, Any]:
+    """The states of the torchmetrics metrics in ``module``, which its state dict leaves out."""
+    metrics = [m for m in module.modules() if isinstance(m, Metric)]
+    for metric in metrics:
+        metric.persistent(True)
+    try:
+        return module.state_dict()
+    finally:
+        for metric in metrics:
+            metric.persistent(False)

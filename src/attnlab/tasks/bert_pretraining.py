@@ -27,6 +27,8 @@ class BertPretrainingTask(BaseTask):
     start from real BERT weights, build ``net`` with ``model=bert_pretrained``.
     """
 
+    loss_names = ("loss", "mlm_loss", "nsp_loss")
+
     def __init__(
         self,
         vocab_size: int,
@@ -83,13 +85,13 @@ class BertPretrainingTask(BaseTask):
         metrics["mlm_acc"].update(mlm_logits.detach(), targets)
         metrics["mlm_ppl"].update(mlm_loss.detach(), weight=targets.numel())
         size = batch["input_ids"].size(0)
-        self.log(f"{stage}/mlm_loss", mlm_loss, on_epoch=True, batch_size=size)
+        self.log_mean(stage, "mlm_loss", mlm_loss, size)
         if self.nsp:
             labels = batch["next_sentence_labels"]
             nsp_loss = F.cross_entropy(nsp_logits.float(), labels)
             loss = loss + self.nsp_weight * nsp_loss
             metrics["nsp_acc"].update(nsp_logits.detach(), labels)
-            self.log(f"{stage}/nsp_loss", nsp_loss, on_epoch=True, batch_size=size)
+            self.log_mean(stage, "nsp_loss", nsp_loss, size)
         self.log_metrics(stage, loss, batch_size=size)
         return loss
 

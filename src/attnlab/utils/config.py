@@ -11,6 +11,8 @@ import rich.tree
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from attnlab.utils.schema import register_schemas
+
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 PRINT_ORDER = ("data", "model", "task", "callbacks", "logger", "trainer", "paths", "extras")
@@ -44,5 +46,6 @@ def compose_config(
     overrides: Sequence[str] = (), config_name: str = "train", hydra: bool = False
 ) -> DictConfig:
     """The config ``train.py`` would run with these overrides, for scripts and tests."""
+    register_schemas()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose(config_name, overrides=list(overrides), return_hydra_config=hydra)
