@@ -107,3 +107,13 @@ def test_real_bert_vectors_group_the_senses_of_a_word(tmp_path: Path) -> None:
     across = max(similarity[i, j] for i in rivers for j in money)
     assert within > across + 0.03, similarity
     assert (tmp_path / "bank.png").stat().st_size > 0 and (tmp_path / "bank.md").is_file()
+
+
+def test_the_lexical_nsp_baseline_is_far_above_chance(tmp_path: Path, cache_dir: Path) -> None:
+    """B shares rare word pieces with A when it continues it: the overlap alone predicts NSP."""
+    baseline = load_script("baseline_nsp")
+    results = baseline.main([f"paths.root_dir={tmp_path}", f"paths.cache_dir={cache_dir}"])
+    assert set(results) == {"train", "validation", "test"}
+    assert results["test"] > 0.7 and results["validation"] > 0.7, results
+    saved = json.loads((tmp_path / "outputs" / "baselines" / "nsp_overlap.json").read_text())
+    assert saved["test"] == results["test"] and 0 < saved["threshold"] < 1

@@ -1,10 +1,12 @@
 """BERT learns from context: masked-token accuracy on held-out documents rises far above the
-unigram floor (always guessing the most frequent training token) within ~90 CPU-seconds."""
+unigram floor (always guessing the most frequent training token) within ~90 CPU-seconds; and
+(slow) next-sentence prediction on held-out documents rises above chance."""
 
 from __future__ import annotations
 
 import csv
 
+import pytest
 from hydra.utils import instantiate
 
 from attnlab import pipeline
@@ -39,3 +41,16 @@ def test_bert_mlm_beats_the_unigram_baseline(compose, tmp_path) -> None:
     predictions = sorted((tmp_path / "run" / "masked_predictions").glob("epoch*.txt"))
     assert len(predictions) == 3 and "[MASK]" in predictions[-1].read_text()
     assert (tmp_path / "run" / "attention_maps" / "epoch000.png").is_file()
+
+
+@pytest.mark.slow  # the full default experiment: ~17 min on one CPU core
+def test_bert_mlm_nsp_predicts_the_next_sentence_of_held_out_documents(
+    compose, trainer_spy, tmp_path
+) -> None:
+    cfg = compose(["experiment=bert_mlm_nsp", "logger=csv", "trainer=cpu"])
+    pipeline.train(cfg)
+    (log,) = (tmp_path / "run").glob("csv/**/metrics.csv")
+    val_nsp = [float(r["val/nsp_acc"]) for r in csv.DictReader(log.open()) if r["val/nsp_acc"]]
+    test_nsp = trainer_spy.metrics()["test/nsp_acc"]
+    assert max(val_nsp[:3]) < 0.56, f"NSP should start at chance: {val_nsp}"
+    assert test_nsp > 0.6, f"test NSP accuracy {test_nsp:.3f} (~900 pairs, chance 0.5)"

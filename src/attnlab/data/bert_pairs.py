@@ -414,6 +414,11 @@ class BertPretrainingDataModule(TokenizedDataModule):
                 )
         return examples
 
+    @property
+    def train_documents(self) -> list[Document]:
+        """The training documents as token ids: each epoch's pairs are cut from them."""
+        return self._train_docs
+
     def train_examples(self, epoch: int) -> list[dict]:
         """The training examples of ``epoch``: with ``fresh_pairs_each_epoch`` every epoch cuts
         the documents anew and draws new NotNext segments (seeded by epoch), so NSP must learn
