@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
@@ -91,8 +92,22 @@ def test_fsdp_shards_per_encoder_layer(compose) -> None:
     from attnlab.models.transformer import EncoderLayer
 
     cfg = compose(["experiment=bert_mlm", "trainer=fsdp"])
+    pipeline.register_resolvers()  # ${gpu_precision:}
     strategy = instantiate(cfg.trainer.strategy)
     assert isinstance(strategy, FSDPStrategy)
     policy = strategy.kwargs["auto_wrap_policy"]
     assert policy._module_classes == {EncoderLayer}
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_gpu_trainers_fall_back_to_fp16_with_loss_scaling_without_bf16(
+    compose, monkeypatch: pytest.MonkeyPatch, bf16: bool, expected: str
+) -> None:
+    """A V100 or T4 has no bf16: trainer=gpu/ddp/fsdp then train in 16-mixed (Lightning scales
+    the loss); Ampere and newer keep bf16-mixed."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    pipeline.register_resolvers()
+    for trainer in ("gpu", "ddp", "fsdp"):
+        assert compose([f"trainer={trainer}"]).trainer.precision == expected, trainer

@@ -39,7 +39,8 @@ RUN_INFO = "run.json"  # in each run dir: the W&B run id, so a resumed run conti
 
 
 def register_resolvers() -> None:
-    """``${datamodule:vocab_size}`` and ``${run_name:task,overrides}``, registered once."""
+    """``${datamodule:vocab_size}``, ``${run_name:task,overrides}``, ``${run_group:task}`` and
+    ``${gpu_precision:}``, registered once."""
     if not OmegaConf.has_resolver("datamodule"):
         OmegaConf.register_new_resolver("datamodule", _datamodule_attr)
     if not OmegaConf.has_resolver("run_name"):
@@ -48,6 +49,16 @@ def register_resolvers() -> None:
         )
     if not OmegaConf.has_resolver("run_group"):
         OmegaConf.register_new_resolver("run_group", run_group)
+    if not OmegaConf.has_resolver("gpu_precision"):
+        OmegaConf.register_new_resolver("gpu_precision", gpu_precision)
+
+
+def gpu_precision() -> str:
+    """``bf16-mixed`` where the GPU computes in bf16 (Ampere and newer; also when no GPU is
+    visible yet), else ``16-mixed``: fp16 autocast, with Lightning's loss scaling."""
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "16-mixed"
+    return "bf16-mixed"
 
 
 def run_group(task: str) -> str:
