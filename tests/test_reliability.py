@@ -385,29 +385,50 @@ def _trained(trainer_spy) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     return weights, metrics
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+# (experiment, its picture callbacks switched off, DataLoader workers): random masks drawn in the
+# main process or in workers (BERT), a custom length-bucketing batch sampler and teacher forcing
+# (translation), random shifts and flips of the images (ViT).
+KILLED_RUNS = [
+    ("bert_mlm", ["callbacks.masked_predictions=null", "callbacks.attention_maps=null"], 0),
+    ("bert_mlm", ["callbacks.masked_predictions=null", "callbacks.attention_maps=null"], 2),
+    ("translation_attention", ["callbacks.alignment=null"], 0),
+    ("vit", ["callbacks.vit_pictures=null"], 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("experiment", "quiet", "workers"),
+    KILLED_RUNS,
+    ids=[f"{e}-{w}workers" for e, _, w in KILLED_RUNS],
+)
 def test_a_run_killed_mid_epoch_resumes_to_the_weights_and_metrics_of_an_uninterrupted_run(
-    workers: int, compose, trainer_spy, cache_dir: Path, tmp_path: Path
+    experiment: str,
+    quiet: list[str],
+    workers: int,
+    compose,
+    trainer_spy,
+    cache_dir: Path,
+    tmp_path: Path,
 ) -> None:
     """SIGKILL at step 8 of 10 (epoch 1, batch 3), resume from the step-6 checkpoint: the data
-    order, the random masks (drawn in the main process or in workers) and dropout all continue
-    as if nothing happened, so the weights and metrics are exactly the uninterrupted run's."""
+    order, the random draws of the data (in the main process or in workers) and of the model
+    (dropout) all continue as if nothing happened, so the weights and metrics are exactly the
+    uninterrupted run's."""
     overrides = [
-        "experiment=bert_mlm",
-        *SHORT[:-1],  # 5 batches per epoch (bert_mlm has no token_attention callback)
+        f"experiment={experiment}",
+        *SHORT[:-1],  # 5 batches per epoch (token_attention is the tweet experiments' only)
         "logger=csv",
         "trainer.max_epochs=2",
         "trainer.deterministic=true",
         "callbacks.model_checkpoint.every_n_train_steps=3",
-        "callbacks.masked_predictions=null",
-        "callbacks.attention_maps=null",
+        *quiet,
         f"data.num_workers={workers}",
         "test=false",
     ]
     pipeline.train(compose(overrides, output_dir=tmp_path / "uninterrupted"))
     expected_weights, expected_metrics = _trained(trainer_spy)
 
-    killed = tmp_path / "outputs" / "bert_mlm" / "runs" / "killed"
+    killed = tmp_path / "outputs" / experiment / "runs" / "killed"
     process = subprocess.run(
         [
             sys.executable,

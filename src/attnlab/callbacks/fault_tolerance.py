@@ -4,8 +4,9 @@
 never reaches the weights: it stops the run naming the step and the last good checkpoint, or
 skips the step. ``PreemptionCheckpoint`` saves ``last.ckpt`` when the job is told to stop
 (SIGTERM, or SIGUSR1 as schedulers send before a time limit) so ``ckpt_path=last`` resumes it.
-``RandomStateCheckpoint`` keeps the random state in every checkpoint, so a resumed run draws
-what the uninterrupted one would have (with the resumable loaders of ``data/base.py``: exact).
+``ExactResume`` keeps the random state in every checkpoint, so a resumed run draws what the
+uninterrupted one would have, and sees that the loaders continue where they stopped (with the
+resumable loaders of ``data/base.py``: exact).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
+from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
@@ -154,12 +156,14 @@ class PreemptionCheckpoint(Callback):
         )
 
 
-class RandomStateCheckpoint(Callback):
-    """Save every rank's random state in each checkpoint; restore it when training resumes.
+class ExactResume(Callback):
+    """What an exact resume needs beyond Lightning's own checkpoint: every rank's random state,
+    saved in each checkpoint and put back when training resumes, and the loaders' position
+    where Lightning skips it.
 
     Dropout, random masks and augmentations after a resume then draw what the uninterrupted run
-    drew. It is restored at ``on_train_start``, after the sanity check, just before the first
-    resumed batch is drawn; the loaders' own state (order, worker seeds) is torchdata's.
+    drew. Both are restored at ``on_train_start``, after the sanity check, just before the first
+    resumed batch is drawn; the loaders' state itself (order, worker seeds) is torchdata's.
     """
 
     def __init__(self) -> None:
@@ -177,6 +181,7 @@ class RandomStateCheckpoint(Callback):
         self._to_restore = state_dict["ranks"]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        load_skipped_loader_states(trainer)
         ranks, self._to_restore = self._to_restore, None
         if ranks is None:
             return
@@ -187,3 +192,23 @@ class RandomStateCheckpoint(Callback):
             )
             return
         set_random_state(ranks[trainer.global_rank])
+
+
+def load_skipped_loader_states(trainer: L.Trainer) -> None:
+    """Give the training loaders the position saved in the checkpoint when Lightning did not.
+
+    A task that reads ``trainer.estimated_stepping_batches`` in ``configure_optimizers`` (ours,
+    for OneCycleLR's total steps) makes Lightning build the loaders before the checkpoint's loop
+    state is read, and it then never loads their saved state (Lightning issue #20550, open at
+    2.6). Set the samplers' epoch (what Lightning does at each epoch start: the order to replay,
+    e.g. DistributedSampler's), load the state and start the epoch's iterator again, as
+    Lightning's proposed fix does; a no-op where nothing is pending (a fixed Lightning, a fresh
+    run, an epoch-end checkpoint).
+    """
+    fit_loop = trainer.fit_loop
+    if not fit_loop._combined_loader_states_to_load or fit_loop._data_fetcher is None:
+        return
+    for loader in fit_loop._combined_loader.flattened:  # the order to replay is this epoch's
+        _set_sampler_epoch(loader, fit_loop.epoch_progress.current.processed)
+    fit_loop._load_combined_loader_states()
+    iter(fit_loop._data_fetcher)

@@ -62,12 +62,15 @@ class SplitDataModule(L.LightningDataModule):
         rest), its shuffling seeded by ``seed``."""
         if self.num_workers > 0:
             dataset = WorkerRandomState(dataset)  # the main process's is in the checkpoint
+        # A loader built anew each epoch (trainer.reload_dataloaders_every_n_epochs) shuffles
+        # with that epoch's seed; one kept across epochs draws a new order from it each epoch.
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
         return StatefulDataLoader(
             dataset,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=torch.Generator().manual_seed(self.seed + epoch),
             **options,
         )
 

@@ -157,6 +157,8 @@ class BucketBatchSampler(Sampler[list[int]]):
     With ``shuffle``, every epoch shuffles the examples, sorts each pool of ``pool_batches``
     batches by length, cuts it into batches and shuffles the batches (seeded by ``seed`` and the
     epoch). Without, the batches follow the examples sorted by length (for evaluation).
+    The order is a function of the epoch alone (``set_epoch``, as Lightning calls each epoch),
+    so a resumed run can replay an epoch's order and skip what it has seen.
     """
 
     def __init__(
@@ -188,7 +190,6 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield from self._cut(order)
             return
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1  # a new order next epoch, also where nobody calls set_epoch
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
         batches = []
         for start in range(0, len(order), self.pool):
