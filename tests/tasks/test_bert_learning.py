@@ -43,7 +43,9 @@ def test_bert_mlm_beats_the_unigram_baseline(compose, tmp_path) -> None:
     assert (tmp_path / "run" / "attention_maps" / "epoch000.png").is_file()
 
 
-@pytest.mark.slow  # the full default experiment: ~17 min on one CPU core
+# The full default experiment, ~15 min on one CPU core: the acceptance check of next-sentence
+# prediction, which does not generalise in every run yet (3 of 4 so far; README).
+@pytest.mark.slow
 def test_bert_mlm_nsp_predicts_the_next_sentence_of_held_out_documents(
     compose, trainer_spy, tmp_path
 ) -> None:
