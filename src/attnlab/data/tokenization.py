@@ -2,7 +2,8 @@
 
 A vocabulary trained here is cached under ``cache_dir`` by a hash of its training texts and
 settings, so every run (and ``eval.py``) on the same data gets the same ids without retraining.
-``vocab='bert-base-uncased'`` selects the vendored BERT vocabulary; any other value is a path to a
+``vocab='bert-base-uncased'`` selects the vendored BERT vocabulary, ``'wiki-wordpiece-8k'`` the
+one trained on the embedded Wikipedia; any other value is a path to a
 ``vocab.txt`` (one token per line) or a ``tokenizer.json``.
 """
 
@@ -21,7 +22,11 @@ from tokenizers.trainers import WordPieceTrainer
 from attnlab.data.sources import EMBEDDED_DIR, DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-BUILTIN_VOCABS = {"bert-base-uncased": EMBEDDED_DIR / "bert-base-uncased-vocab.txt"}
+BUILTIN_VOCABS = {
+    "bert-base-uncased": EMBEDDED_DIR / "bert-base-uncased-vocab.txt",
+    # trained on the embedded Wikipedia train split, pinned (training is not deterministic)
+    "wiki-wordpiece-8k": EMBEDDED_DIR / "wiki_wordpiece_8k.json",
+}
 
 
 class TextTokenizer:
