@@ -22,24 +22,29 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from attnlab.data.bert_pairs import IS_NEXT, Document
+from attnlab.data.bert_pairs import IS_NEXT
+from attnlab.data.token_cache import TokenizedSplit
 from attnlab.utils.config import compose_config
 
 IGNORE_INDEX = -100
 
 
-def idf(documents: list[Document]) -> dict[int, float]:
-    """log((D + 1) / (df + 1)) per token id, over ``documents``."""
-    frequency = Counter(t for doc in documents for t in {t for sentence in doc for t in sentence})
-    return {t: math.log((len(documents) + 1) / (n + 1)) for t, n in frequency.items()}
+def idf(documents: TokenizedSplit) -> dict[int, float]:
+    """log((D + 1) / (df + 1)) per token id, over the documents of a split."""
+    starts, ends = documents.document_tokens()
+    frequency = Counter(
+        t for a, b in zip(starts, ends, strict=True) for t in set(documents.tokens[a:b].tolist())
+    )
+    count = documents.num_documents
+    return {t: math.log((count + 1) / (n + 1)) for t, n in frequency.items()}
 
 
 def overlap(example: dict, weights: dict[int, float], unseen: float) -> float:
     """IDF-weighted share of the distinct pieces of B that occur in A (masked ids restored)."""
-    ids, labels = example["input_ids"], example.get("labels")
+    ids, labels = example["input_ids"].tolist(), example.get("labels")
     if labels is not None:  # validation/test pairs are masked once: read the original ids
-        ids = [i if y == IGNORE_INDEX else y for i, y in zip(ids, labels, strict=True)]
-    first_sep = example["token_type_ids"].count(0) - 1  # [CLS] A [SEP] | B [SEP]
+        ids = [i if y == IGNORE_INDEX else y for i, y in zip(ids, labels.tolist(), strict=True)]
+    first_sep = int((example["token_type_ids"] == 0).sum()) - 1  # [CLS] A [SEP] | B [SEP]
     a, b = set(ids[1:first_sep]), set(ids[first_sep + 1 : -1])
     weight = {t: weights.get(t, unseen) for t in b}
     return sum(weight[t] for t in b & a) / max(sum(weight.values()), 1e-9)
@@ -54,10 +59,11 @@ def main(overrides: list[str]) -> dict[str, float]:
     cfg = compose_config(["experiment=bert_mlm_nsp", *overrides])
     datamodule = instantiate(cfg.data)  # tokenizer cache: paths.cache_dir, as train.py's
     datamodule.setup("fit")
-    weights = idf(datamodule.train_documents)
+    weights = idf(datamodule.splits["train"])
     unseen = max(weights.values())
     scores, labels = {}, {}
     for split, examples in datamodule.examples.items():
+        examples = [examples[i] for i in range(len(examples))]
         scores[split] = torch.tensor([overlap(e, weights, unseen) for e in examples])
         labels[split] = torch.tensor([e["next_sentence_label"] for e in examples])
     candidates = scores["train"].unique().tolist()

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,10 +18,12 @@ from attnlab.data.bert_pairs import (
     NOT_NEXT,
     BertPretrainingDataModule,
     MLMCollator,
-    create_pairs,
+    PretrainingExamples,
+    plan_pairs,
     truncate_pair,
 )
 from attnlab.data.sources import DataError
+from attnlab.data.token_cache import TokenizedSplit
 
 MAX_LEN = 64
 CLS, SEP = 2, 3
@@ -53,17 +56,29 @@ def _synthetic_docs(count: int = 6, sentences: int = 12) -> list[list[list[int]]
     ]
 
 
+def _first(examples, count: int | None = None) -> list[dict]:
+    return [examples[i] for i in range(min(count or len(examples), len(examples)))]
+
+
+def _plans(datamodule: BertPretrainingDataModule) -> dict[str, np.ndarray]:
+    """Each split's plan of example spans (the examples are sliced from the cache by it)."""
+    return {
+        name: getattr(examples, "examples", examples).plan
+        for name, examples in datamodule.examples.items()
+    }
+
+
 def test_masking_proportions_over_many_batches(wiki: BertPretrainingDataModule) -> None:
     collator = wiki.collator()
     torch.manual_seed(0)
-    examples = wiki.examples["train"][:1024]
+    examples = _first(wiki.examples["train"], 1024)
     chosen = maskable = masked = randomised = kept = 0
     for start in range(0, len(examples), 64):
         part = examples[start : start + 64]
         batch = collator(part)
         ids = torch.full_like(batch["input_ids"], wiki.pad_id)
         for row, example in enumerate(part):
-            ids[row, : len(example["input_ids"])] = torch.tensor(example["input_ids"])
+            ids[row, : len(example["input_ids"])] = example["input_ids"]
         specials = torch.isin(ids, torch.tensor(sorted(collator.special_ids)))
         picked = batch["labels"] != IGNORE_INDEX
         maskable += int((~specials).sum())
@@ -108,10 +123,10 @@ def test_whole_word_masking_masks_a_word_with_all_its_pieces(
     collator = collator.collator()
     continuation = torch.tensor(sorted(collator.continuation_ids))
     torch.manual_seed(1)
-    for example in wiki.examples["train"][:200]:
-        ids = torch.tensor(example["input_ids"])
+    for example in _first(wiki.examples["train"], 200):
+        ids = example["input_ids"]
         picked = torch.zeros_like(ids, dtype=torch.bool)
-        picked[collator.choose(example["input_ids"])] = True
+        picked[collator.choose(ids.tolist())] = True
         special = torch.isin(ids, torch.tensor(sorted(collator.special_ids)))
         joins = torch.isin(ids, continuation)[1:] & ~special[:-1]  # a piece after a real token
         # a piece is chosen exactly when the token before it (its word) is
@@ -120,8 +135,8 @@ def test_whole_word_masking_masks_a_word_with_all_its_pieces(
 
 
 def test_pairs_have_the_bert_layout_and_segments(wiki: BertPretrainingDataModule) -> None:
-    for example in wiki.examples["train"]:
-        ids, segments = example["input_ids"], example["token_type_ids"]
+    for example in _first(wiki.examples["train"]):
+        ids, segments = example["input_ids"].tolist(), example["token_type_ids"].tolist()
         seps = [i for i, t in enumerate(ids) if t == wiki.tokenizer.token_id("[SEP]")]
         assert ids[0] == wiki.tokenizer.token_id("[CLS]")
         assert len(seps) == 2 and seps[1] == len(ids) - 1 and seps[0] >= 2
@@ -130,17 +145,18 @@ def test_pairs_have_the_bert_layout_and_segments(wiki: BertPretrainingDataModule
 
 
 def test_nsp_labels_are_balanced(wiki: BertPretrainingDataModule) -> None:
-    labels = Counter(e["next_sentence_label"] for e in wiki.examples["train"])
+    labels = Counter(e["next_sentence_label"] for e in _first(wiki.examples["train"]))
     assert labels[NOT_NEXT] / (labels[IS_NEXT] + labels[NOT_NEXT]) == pytest.approx(0.5, abs=0.04)
 
 
 def test_pairs_come_from_the_right_documents() -> None:
     """IsNext: A and B from one document, B right after A; NotNext: B from another document."""
-    docs = _synthetic_docs()
-    examples = create_pairs(docs, 40, random.Random(0), CLS, SEP, short_seq_prob=0.3)
+    split = TokenizedSplit.from_documents(_synthetic_docs())
+    plan = plan_pairs(split, 40, random.Random(0), short_seq_prob=0.3)
+    examples = _first(PretrainingExamples(split, plan, CLS, SEP))
     assert {e["next_sentence_label"] for e in examples} == {IS_NEXT, NOT_NEXT}
     for example in examples:
-        ids = example["input_ids"]
+        ids = example["input_ids"].tolist()
         first_sep = ids.index(SEP)
         a, b = ids[1:first_sep], ids[first_sep + 1 : -1]
         assert a and b and len(ids) <= 40
@@ -156,11 +172,11 @@ def test_truncation_removes_from_the_longer_side_at_both_ends() -> None:
     rng = random.Random(0)
     fronts = backs = 0
     for _ in range(50):
-        a, b = list(range(20)), list(range(100, 105))
+        a, b = [0, 20], [100, 105]  # spans [start, end) of tokens
         truncate_pair(a, b, 15, rng)
-        assert len(a) == 10 and b == list(range(100, 105))
+        assert a[1] - a[0] == 10 and b == [100, 105]
         fronts += a[0] > 0
-        backs += a[-1] < 19
+        backs += a[1] < 20
     assert fronts > 10 and backs > 10
 
 
@@ -168,9 +184,10 @@ def test_mlm_mode_makes_single_segments(tmp_path: Path, wiki: BertPretrainingDat
     dm = _datamodule(wiki.cache_dir, nsp=False)
     dm.setup()
     sep = dm.tokenizer.token_id("[SEP]")
-    for example in dm.examples["train"]:
-        assert example["input_ids"].count(sep) == 1 and example["input_ids"][-1] == sep
-        assert set(example["token_type_ids"]) == {0} and len(example["input_ids"]) <= MAX_LEN
+    for example in _first(dm.examples["train"]):
+        ids = example["input_ids"]
+        assert (ids == sep).sum() == 1 and ids[-1] == sep and len(ids) <= MAX_LEN
+        assert set(example["token_type_ids"].tolist()) == {0}
     batch = dm.batch("validation", 4)
     assert "next_sentence_labels" not in batch
 
@@ -178,15 +195,19 @@ def test_mlm_mode_makes_single_segments(tmp_path: Path, wiki: BertPretrainingDat
 def test_same_seed_same_examples_and_masks(wiki: BertPretrainingDataModule) -> None:
     again = _datamodule(wiki.cache_dir)
     again.setup()
-    assert again.examples == wiki.examples
+    plans, again_plans = _plans(wiki), _plans(again)
+    assert all(np.array_equal(plans[name], again_plans[name]) for name in plans)
+    assert torch.equal(
+        again.batch("validation", 32)["input_ids"], wiki.batch("validation", 32)["input_ids"]
+    )
     other = _datamodule(wiki.cache_dir, seed=7)
     other.setup()
-    assert other.examples["train"] != wiki.examples["train"]
+    assert not np.array_equal(_plans(other)["train"], plans["train"])
     collator = wiki.collator()
     torch.manual_seed(3)
-    first = collator(wiki.examples["train"][:8])
+    first = collator(_first(wiki.examples["train"], 8))
     torch.manual_seed(3)
-    second = collator(wiki.examples["train"][:8])
+    second = collator(_first(wiki.examples["train"], 8))
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
@@ -226,9 +247,10 @@ def test_every_epoch_draws_fresh_training_pairs(wiki: BertPretrainingDataModule)
     """New cuts and NotNext segments each epoch (else a small model memorises the fixed pairs
     and NSP never generalises); the same epoch gives the same pairs, and epoch 0 is setup's."""
     assert wiki.train_examples(0) is wiki.examples["train"]
-    first, again, second = wiki.train_examples(1), wiki.train_examples(1), wiki.train_examples(2)
-    assert first == again and first != second and first != wiki.examples["train"]
-    labels = [e["next_sentence_label"] for e in first]
+    first, again, second = (wiki.train_examples(e).plan for e in (1, 1, 2))
+    assert np.array_equal(first, again) and not np.array_equal(first, second)
+    assert not np.array_equal(first, wiki.examples["train"].plan)
+    labels = first[:, 4]
     assert 0.4 < sum(labels) / len(labels) < 0.6
     wiki.fresh_pairs_each_epoch = False
     try:

@@ -161,7 +161,8 @@ def _hub_like(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = [{"id": str(i), "translation": {"en": EN[i % 5], "fr": FR[i % 5]}} for i in range(30)]
     table = Dataset.from_list(rows)
     monkeypatch.setattr(
-        "attnlab.data.sources.load_hub", lambda name, config=None: DatasetDict(train=table)
+        "attnlab.data.sources.load_hub",
+        lambda name, config=None, revision=None: DatasetDict(train=table),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from attnlab.data.sources import DataError
 from attnlab.data.text_corpus import TextCorpusDataModule
@@ -29,7 +30,8 @@ def wiki(tmp_path_factory) -> TextCorpusDataModule:
 
 
 def test_targets_are_inputs_shifted_by_one(wiki) -> None:
-    inputs, targets = wiki.blocks("train").tensors
+    blocks = wiki.blocks("train")
+    inputs, targets = (torch.stack(column) for column in zip(*blocks, strict=True))
     assert inputs.shape == targets.shape and inputs.size(1) == 64
     assert (inputs[:, 1:] == targets[:, :-1]).all()
     assert (inputs[1:, 0] == targets[:-1, -1]).all()  # blocks are contiguous in the stream
@@ -37,12 +39,13 @@ def test_targets_are_inputs_shifted_by_one(wiki) -> None:
 
 def test_documents_end_with_separator_and_splits_are_disjoint(wiki) -> None:
     sep = wiki.tokenizer.token_id("[SEP]")
-    sizes = {name: len(stream) for name, stream in wiki.streams.items()}
-    assert all(stream[-1] == sep for stream in wiki.streams.values())
+    streams = {name: stream[:] for name, stream in wiki.streams.items()}
+    sizes = {name: len(stream) for name, stream in streams.items()}
+    assert all(stream[-1] == sep for stream in streams.values())
     assert sizes["train"] > 4 * sizes["validation"] > 0 and sizes["test"] > 0
     documents = {
         name: {tuple(doc) for doc in _split_on(stream.tolist(), sep)}
-        for name, stream in wiki.streams.items()
+        for name, stream in streams.items()
     }
     assert not documents["train"] & documents["validation"]
     assert not documents["train"] & documents["test"]

@@ -21,45 +21,36 @@ across epochs and runs.
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from attnlab.data.base import TokenizedDataModule
 from attnlab.data.collate import pad_sequences
-from attnlab.data.sources import DataError, load_splits, require_columns
-from attnlab.data.text_corpus import documents
-from attnlab.data.tokenization import SPECIAL_TOKENS, TextTokenizer, build_tokenizer
+from attnlab.data.corpus import CorpusDataModule
+from attnlab.data.sources import DataError
+from attnlab.data.token_cache import TokenizedSplit
+from attnlab.data.tokenization import SPECIAL_TOKENS, TextTokenizer
 
 IGNORE_INDEX = -100  # label of positions that are not predicted (cross_entropy's default)
 IS_NEXT, NOT_NEXT = 0, 1
+SEGMENT = -1  # the label column of a single-segment (MLM only) example
 
-Document = list[list[int]]  # a document: its sentences as token ids
+Span = list[int]  # [start, end) in a split's flat token array
 
 
-def truncate_pair(a: list[int], b: list[int], max_tokens: int, rng: random.Random) -> None:
-    """Shorten A and B in place to ``max_tokens`` together: one token at a time from the longer
-    one, at its front or its back at random (so neither end is always the one kept)."""
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
+def truncate_pair(a: Span, b: Span, max_tokens: int, rng: random.Random) -> None:
+    """Shorten spans A and B in place to ``max_tokens`` together: one token at a time from the
+    longer one, at its front or its back at random (so neither end is always the one kept)."""
+    while a[1] - a[0] + b[1] - b[0] > max_tokens:
+        longer = a if a[1] - a[0] > b[1] - b[0] else b
         if rng.random() < 0.5:
-            del longer[0]
+            longer[0] += 1
         else:
-            longer.pop()
-
-
-def pair_example(a: list[int], b: list[int], cls_id: int, sep_id: int, label: int) -> dict:
-    """``[CLS] A [SEP] B [SEP]``, segment 0 for [CLS], A and the first [SEP], 1 for the rest."""
-    return {
-        "input_ids": [cls_id, *a, sep_id, *b, sep_id],
-        "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
-        "next_sentence_label": label,
-    }
+            longer[1] -= 1
 
 
 def _target_length(max_tokens: int, short_seq_prob: float, rng: random.Random) -> int:
@@ -67,89 +58,127 @@ def _target_length(max_tokens: int, short_seq_prob: float, rng: random.Random) -
     return rng.randint(2, max_tokens) if rng.random() < short_seq_prob else max_tokens
 
 
-def create_pairs(
-    docs: Sequence[Document],
+def plan_pairs(
+    split: TokenizedSplit,
     max_seq_length: int,
     rng: random.Random,
-    cls_id: int,
-    sep_id: int,
     short_seq_prob: float = 0.1,
     next_sentence_prob: float = 0.5,
-) -> list[dict]:
-    """NSP + MLM examples from every document, in document order (the loader shuffles)."""
-    if len(docs) < 2:
+) -> np.ndarray:
+    """NSP + MLM examples of every document, in document order (the loader shuffles), as rows
+    (A start, A end, B start, B end, label) of token offsets: a pass over sentence lengths only,
+    the tokens stay in the cache."""
+    if split.num_documents < 2:
         raise DataError(
             f"next-sentence prediction needs at least 2 documents (random B segments come from "
-            f"another document), got {len(docs)}: add documents or set data.nsp=false"
+            f"another document), got {split.num_documents}: add documents or set data.nsp=false"
         )
     max_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
-    examples = []
-    for doc_index, doc in enumerate(docs):
+    rows = []
+    for doc, (first_sentence, end_sentence) in enumerate(_pairwise(split.documents.tolist())):
+        bounds = split.sentences[first_sentence : end_sentence + 1].tolist()
+        count = len(bounds) - 1
         target = _target_length(max_tokens, short_seq_prob, rng)
-        chunk: list[list[int]] = []
-        length = 0
-        i = 0
-        while i < len(doc):
-            chunk.append(doc[i])
-            length += len(doc[i])
-            if i == len(doc) - 1 or length >= target:
+        first = i = 0  # the chunk being gathered is sentences first..i
+        while i < count:
+            if i == count - 1 or bounds[i + 1] - bounds[first] >= target:
                 random_next = rng.random() < next_sentence_prob
-                if len(chunk) == 1 and not random_next and i < len(doc) - 1:
+                if i == first and not random_next and i < count - 1:
                     i += 1  # one long sentence: its successor becomes B (keeps NSP at 50/50)
-                    chunk.append(doc[i])
-                a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-                a = [t for sentence in chunk[:a_end] for t in sentence]
-                if len(chunk) == 1 or random_next:
-                    b = _random_segment(docs, doc_index, target - len(a), rng)
-                    i -= len(chunk) - a_end  # the unused sentences are read again
+                size = i - first + 1
+                a_end = first + (rng.randint(1, size - 1) if size >= 2 else 1)
+                a = [bounds[first], bounds[a_end]]
+                if size == 1 or random_next:
+                    b = _random_segment(split, doc, target - (a[1] - a[0]), rng)
+                    i = a_end - 1  # the unused sentences are read again
                     label = NOT_NEXT
                 else:
-                    b = [t for sentence in chunk[a_end:] for t in sentence]
+                    b = [bounds[a_end], bounds[i + 1]]
                     label = IS_NEXT
                 truncate_pair(a, b, max_tokens, rng)
-                examples.append(pair_example(a, b, cls_id, sep_id, label))
-                chunk, length = [], 0
+                rows.append((*a, *b, label))
+                first = i + 1
                 target = _target_length(max_tokens, short_seq_prob, rng)
             i += 1
-    return examples
+    return np.array(rows, dtype=np.int64).reshape(-1, 5)
 
 
-def _random_segment(
-    docs: Sequence[Document], doc_index: int, target: int, rng: random.Random
-) -> list[int]:
+def _pairwise(offsets: list[int]) -> zip:
+    return zip(offsets[:-1], offsets[1:], strict=True)
+
+
+def _random_segment(split: TokenizedSplit, doc: int, target: int, rng: random.Random) -> Span:
     """Consecutive sentences of another document, from a random start, until ``target`` tokens."""
-    other = rng.randrange(len(docs) - 1)
-    other += other >= doc_index  # any document but this one
-    doc = docs[other]
-    tokens: list[int] = []
-    for sentence in doc[rng.randrange(len(doc)) :]:
-        tokens.extend(sentence)
-        if len(tokens) >= target:
-            break
-    return tokens
+    other = rng.randrange(split.num_documents - 1)
+    other += other >= doc  # any document but this one
+    first, end = int(split.documents[other]), int(split.documents[other + 1])
+    start = first + rng.randrange(end - first)
+    begin = int(split.sentences[start])
+    ends = split.sentences[start + 1 : end + 1]
+    reached = int(np.searchsorted(ends, begin + target))  # the first sentence end at target
+    return [begin, int(ends[min(reached, len(ends) - 1)])]
 
 
-def create_segments(
-    docs: Sequence[Document],
-    max_seq_length: int,
-    rng: random.Random,
-    cls_id: int,
-    sep_id: int,
-    short_seq_prob: float = 0.1,
-) -> list[dict]:
-    """MLM-only examples: each document's tokens cut into contiguous ``[CLS] x [SEP]``."""
+def plan_segments(
+    split: TokenizedSplit, max_seq_length: int, rng: random.Random, short_seq_prob: float = 0.1
+) -> np.ndarray:
+    """MLM-only examples: each document's tokens cut into contiguous ``[CLS] x [SEP]``, as rows
+    (start, end, 0, 0, SEGMENT) of token offsets."""
     max_tokens = max_seq_length - 2
-    examples = []
-    for doc in docs:
-        stream = [t for sentence in doc for t in sentence]
-        start = 0
-        while start < len(stream):
-            piece = stream[start : start + _target_length(max_tokens, short_seq_prob, rng)]
-            start += len(piece)
-            examples.append(
-                {"input_ids": [cls_id, *piece, sep_id], "token_type_ids": [0] * (len(piece) + 2)}
-            )
-    return examples
+    rows = []
+    starts, ends = split.document_tokens()
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        while start < end:
+            stop = min(start + _target_length(max_tokens, short_seq_prob, rng), end)
+            rows.append((start, stop, 0, 0, SEGMENT))
+            start = stop
+    return np.array(rows, dtype=np.int64).reshape(-1, 5)
+
+
+class PretrainingExamples(Dataset):
+    """Examples sliced from a split's tokens by a plan of ``plan_pairs`` or ``plan_segments``:
+    ``[CLS] A [SEP] B [SEP]`` with segment ids 0 up to the first [SEP] and 1 after it, or
+    ``[CLS] A [SEP]``."""
+
+    def __init__(self, split: TokenizedSplit, plan: np.ndarray, cls_id: int, sep_id: int) -> None:
+        self.split = split
+        self.plan = plan
+        self.cls_id = cls_id
+        self.sep_id = sep_id
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        a_start, a_end, b_start, b_end, label = self.plan[index].tolist()
+        tokens = self.split.tokens
+        parts = [[self.cls_id], tokens[a_start:a_end], [self.sep_id]]
+        if label != SEGMENT:
+            parts += [tokens[b_start:b_end], [self.sep_id]]
+        ids = torch.from_numpy(np.concatenate(parts).astype(np.int64))
+        segments = torch.zeros_like(ids)
+        segments[a_end - a_start + 2 :] = 1
+        example = {"input_ids": ids, "token_type_ids": segments}
+        if label != SEGMENT:
+            example["next_sentence_label"] = label
+        return example
+
+
+class MaskedOnce(Dataset):
+    """Examples whose masking is fixed: example ``i`` is masked with a generator seeded by
+    ``seed`` and ``i``, so validation and test metrics compare across epochs and runs."""
+
+    def __init__(self, examples: PretrainingExamples, collator: MLMCollator, seed: int) -> None:
+        self.examples = examples
+        self.collator = collator
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        generator = torch.Generator().manual_seed((self.seed << 32) + index)
+        return self.collator.mask_example(self.examples[index], generator)
 
 
 class MLMCollator:
@@ -184,6 +213,7 @@ class MLMCollator:
         self.pad_id = pad_id
         self.mask_id = mask_id
         self.special_ids = set(special_ids)
+        self.specials = torch.tensor(sorted(self.special_ids))
         self.random_ids = random_ids
         self.mlm_probability = mlm_probability
         self.mask_token_prob = mask_token_prob
@@ -191,7 +221,7 @@ class MLMCollator:
         self.continuation_ids = set(continuation_ids) if continuation_ids is not None else None
 
     def choose(self, ids: Sequence[int], generator: torch.Generator | None = None) -> list[int]:
-        """The positions of ``ids`` to predict."""
+        """The positions of ``ids`` to predict, whole words together."""
         words: list[list[int]] = []
         for position, token in enumerate(ids):
             if token in self.special_ids:
@@ -211,6 +241,23 @@ class MLMCollator:
                 chosen.extend(words[w])
         return chosen
 
+    def select(self, ids: Tensor, real: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """ids (B, T) and real (B, T) bool -> the positions to predict (B, T) bool: per row a
+        uniformly random set of the maskable tokens, all rows at once (token masking), or
+        ``choose`` row by row (whole-word masking)."""
+        if self.continuation_ids is not None:
+            chosen = torch.zeros_like(ids, dtype=torch.bool)
+            for row in range(len(ids)):
+                chosen[row, self.choose(ids[row][real[row]].tolist(), generator)] = True
+            return chosen
+        maskable = real & ~torch.isin(ids, self.specials)
+        available = maskable.sum(1)
+        count = (available.double() * self.mlm_probability).round().clamp(min=1)
+        count = torch.where(available > 0, count, 0)
+        scores = torch.rand(ids.shape, generator=generator).masked_fill(~maskable, 2.0)
+        rank = scores.argsort(1).argsort(1)  # the maskable positions first, in random order
+        return rank < count[:, None]
+
     def mask(
         self, ids: Tensor, chosen: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -226,11 +273,10 @@ class MLMCollator:
 
     def mask_example(self, example: dict, generator: torch.Generator | None = None) -> dict:
         """``example`` with its masking fixed (``input_ids`` masked, ``labels`` added)."""
-        ids = torch.tensor([example["input_ids"]])
-        chosen = torch.zeros_like(ids, dtype=torch.bool)
-        chosen[0, self.choose(example["input_ids"], generator)] = True
+        ids = torch.as_tensor(example["input_ids"])[None]
+        chosen = self.select(ids, torch.ones_like(ids, dtype=torch.bool), generator)
         inputs, labels = self.mask(ids, chosen, generator)
-        return {**example, "input_ids": inputs[0].tolist(), "labels": labels[0].tolist()}
+        return {**example, "input_ids": inputs[0], "labels": labels[0]}
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, Tensor]:
         ids, attention_mask = pad_sequences([e["input_ids"] for e in examples], self.pad_id)
@@ -239,10 +285,7 @@ class MLMCollator:
             labels, _ = pad_sequences([e["labels"] for e in examples], IGNORE_INDEX)
             inputs = ids
         else:
-            chosen = torch.zeros_like(ids, dtype=torch.bool)
-            for row, example in enumerate(examples):
-                chosen[row, self.choose(example["input_ids"])] = True
-            inputs, labels = self.mask(ids, chosen)
+            inputs, labels = self.mask(ids, self.select(ids, attention_mask))
         batch = {
             "input_ids": inputs,
             "token_type_ids": segments,
@@ -256,18 +299,15 @@ class MLMCollator:
         return batch
 
 
-class BertPretrainingDataModule(TokenizedDataModule):
-    """BERT pretraining examples from a hub dataset, local files or embedded Wikipedia.
+class BertPretrainingDataModule(CorpusDataModule):
+    """BERT pretraining examples from a hub dataset, local files or embedded Wikipedia, cut
+    from the corpus's token cache.
 
     ``vocab_size`` and ``pad_id`` are ready before ``setup`` (``${datamodule:vocab_size}``).
     """
 
     def __init__(
         self,
-        source: Mapping[str, Any],
-        text_column: str = "text",
-        sentences_column: str | None = "sentences",
-        tokenizer: Mapping[str, Any] | None = None,
         nsp: bool = True,
         max_seq_length: int = 128,
         short_seq_prob: float = 0.1,
@@ -278,15 +318,10 @@ class BertPretrainingDataModule(TokenizedDataModule):
         mask_token_prob: float = 0.8,
         random_token_prob: float = 0.1,
         whole_word_masking: bool = False,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 1234,
-        cache_dir: str = "outputs/cache",
+        **corpus: Any,
     ) -> None:
-        super().__init__()
+        """``corpus``: the source, columns, tokenizer, split and loader settings
+        (``CorpusDataModule``); documents are read from a column of sentence lists by default."""
         if max_seq_length < (5 if nsp else 3):
             raise DataError(
                 f"data.max_seq_length={max_seq_length} leaves no room for tokens after [CLS] and "
@@ -294,32 +329,26 @@ class BertPretrainingDataModule(TokenizedDataModule):
             )
         if dupe_factor < 1:
             raise DataError(f"data.dupe_factor={dupe_factor} must be >= 1")
-        self.source = dict(source)
-        self.text_column = text_column
-        self.sentences_column = sentences_column
-        self.tokenizer_args = {**(tokenizer or {}), "max_length": None}
+        super().__init__(**{"sentences_column": "sentences", **corpus})
         self.nsp = nsp
         self.max_seq_length = max_seq_length
         self.short_seq_prob = short_seq_prob
         self.next_sentence_prob = next_sentence_prob
         self.dupe_factor = dupe_factor
         self.fresh_pairs_each_epoch = fresh_pairs_each_epoch
-        self._train_docs: list[Document] = []
         self.masking = {
             "mlm_probability": mlm_probability,
             "mask_token_prob": mask_token_prob,
             "random_token_prob": random_token_prob,
         }
         self.whole_word_masking = whole_word_masking
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
-        self.cache_dir = Path(cache_dir)
-        self.tokenizer: TextTokenizer | None = None
-        self.examples: dict[str, list[dict]] = {}
+        self.examples: dict[str, Dataset] = {}
+
+    def prepare_tokenizer(self, tokenizer: TextTokenizer) -> None:
+        for token in ("[CLS]", "[SEP]", "[MASK]"):
+            tokenizer.token_id(token)  # a clear error when the vocabulary lacks one
+        # Special tokens typed in text ("[MASK]", "[SEP]") become their ids, not "[", "mask", "]".
+        tokenizer.tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
 
     def collator(self) -> MLMCollator:
         """The masking collator for this tokenizer and the configured rates."""
@@ -338,94 +367,37 @@ class BertPretrainingDataModule(TokenizedDataModule):
             **self.masking,
         )
 
-    def _documents(self, raw: Any) -> dict[str, list[list[str]]]:
-        column = {"sentences_column": self.sentences_column} if self.sentences_column else {}
-        require_columns(raw["train"], column or {"text_column": self.text_column})
-        if self.sentences_column and isinstance(raw["train"][0][self.sentences_column], str):
-            raise DataError(
-                f"data.sentences_column='{self.sentences_column}' holds strings, not lists of "
-                "sentences: set data.sentences_column=null to read data.text_column line by line"
-            )
-        docs = {}
-        for name, split in raw.items():
-            docs[name] = documents(split, self.text_column, self.sentences_column)
-            if not docs[name]:
-                raise DataError(
-                    f"the '{name}' split has no document with a sentence (column "
-                    f"'{self.sentences_column or self.text_column}'): check the data columns"
-                )
-        return docs
-
-    def _tokenize(self, docs: list[list[str]]) -> list[Document]:
-        """Sentences -> ids, keeping document boundaries; empty sentences and documents dropped."""
-        flat = self.tokenizer.encode([s for doc in docs for s in doc])
-        out, start = [], 0
-        for doc in docs:
-            sentences = [ids for ids in flat[start : start + len(doc)] if ids]
-            start += len(doc)
-            if sentences:
-                out.append(sentences)
-        return out
-
     def _load(self) -> None:
-        raw = load_splits(
-            **self.source,
-            seed=self.seed,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-        )
-        docs = self._documents(raw)
-        if self.tokenizer is None:  # else restored from a checkpoint: keep its ids
-            texts = [" ".join(doc) for doc in docs["train"]]
-            self.tokenizer = build_tokenizer(texts, self.cache_dir, **self.tokenizer_args)
-        for token in ("[CLS]", "[SEP]", "[MASK]"):
-            self.tokenizer.token_id(token)  # a clear error when the vocabulary lacks one
-        # Special tokens typed in text ("[MASK]", "[SEP]") become their ids, not "[", "mask", "]".
-        self.tokenizer.tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+        super()._load()
         collator = self.collator()
-        for index, (name, split_docs) in enumerate(docs.items()):
-            token_docs = self._tokenize(split_docs)
-            if name == "train":
-                self._train_docs = token_docs
-            examples = self._examples(token_docs, random.Random(self.seed * 1000 + index), name)
+        for index, name in enumerate(self.splits):
+            examples = self._examples(name, random.Random(self.seed * 1000 + index))
             if name != "train":  # masked once: the same positions every epoch and run
-                generator = torch.Generator().manual_seed(self.seed + index)
-                examples = [collator.mask_example(e, generator) for e in examples]
+                examples = MaskedOnce(examples, collator, self.seed * 1000 + index)
             self.examples[name] = examples
 
-    def _examples(self, token_docs: list[Document], rng: random.Random, split: str) -> list[dict]:
-        """Pairs (NSP) or segments of ``token_docs``: ``dupe_factor`` passes for train."""
-        cls_id, sep_id = self.tokenizer.token_id("[CLS]"), self.tokenizer.token_id("[SEP]")
-        examples = []
+    def _examples(self, split: str, rng: random.Random) -> PretrainingExamples:
+        """Pairs (NSP) or segments of ``split``: ``dupe_factor`` passes for train."""
+        tokens = self.splits[split]
+        plans = []
         for _ in range(self.dupe_factor if split == "train" else 1):
             if self.nsp:
-                examples += create_pairs(
-                    token_docs,
-                    self.max_seq_length,
-                    rng,
-                    cls_id,
-                    sep_id,
-                    self.short_seq_prob,
-                    self.next_sentence_prob,
+                plan = plan_pairs(
+                    tokens, self.max_seq_length, rng, self.short_seq_prob, self.next_sentence_prob
                 )
             else:
-                examples += create_segments(
-                    token_docs, self.max_seq_length, rng, cls_id, sep_id, self.short_seq_prob
-                )
-        return examples
+                plan = plan_segments(tokens, self.max_seq_length, rng, self.short_seq_prob)
+            plans.append(plan)
+        cls_id, sep_id = self.tokenizer.token_id("[CLS]"), self.tokenizer.token_id("[SEP]")
+        return PretrainingExamples(tokens, np.concatenate(plans), cls_id, sep_id)
 
-    @property
-    def train_documents(self) -> list[Document]:
-        """The training documents as token ids: each epoch's pairs are cut from them."""
-        return self._train_docs
-
-    def train_examples(self, epoch: int) -> list[dict]:
+    def train_examples(self, epoch: int) -> Dataset:
         """The training examples of ``epoch``: with ``fresh_pairs_each_epoch`` every epoch cuts
         the documents anew and draws new NotNext segments (seeded by epoch), so NSP must learn
         what makes B follow A rather than memorise a fixed set of pairs; else epoch 0's."""
         if not self.fresh_pairs_each_epoch or epoch == 0:
             return self.examples["train"]
-        return self._examples(self._train_docs, random.Random(self.seed * 1000 + epoch), "train")
+        return self._examples("train", random.Random(self.seed * 1000 + epoch))
 
     def setup(self, stage: str | None = None) -> None:
         if not self.examples:
@@ -436,17 +408,17 @@ class BertPretrainingDataModule(TokenizedDataModule):
 
         The floor a masked LM must beat: it knows which token is most common, not context.
         """
-        specials = self.collator().special_ids
-        counts = Counter(
-            t for e in self.examples["train"] for t in e["input_ids"] if t not in specials
-        )
-        top = counts.most_common(1)[0][0]
-        labels = [t for e in self.examples[split] for t in e["labels"] if t != IGNORE_INDEX]
-        return sum(t == top for t in labels) / len(labels)
+        counts = np.bincount(self.splits["train"].tokens, minlength=self.vocab_size)
+        counts[sorted(self.collator().special_ids)] = 0
+        top = int(counts.argmax())
+        labels = torch.cat([e["labels"] for e in self.examples[split]])
+        labels = labels[labels != IGNORE_INDEX]
+        return float((labels == top).double().mean())
 
     def batch(self, split: str, count: int) -> dict[str, Tensor]:
         """The first ``count`` examples of ``split`` as one batch (callbacks, scripts)."""
-        return self.collator()(self.examples[split][:count])
+        examples = self.examples[split]
+        return self.collator()([examples[i] for i in range(min(count, len(examples)))])
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
         examples = self.examples[split]

@@ -43,8 +43,8 @@ def _file_format(path: Path) -> tuple[str, dict]:
     return FILE_FORMATS[suffix]
 
 
-def load_files(files: str | Path | Mapping[str, str | Path | None]) -> DatasetDict:
-    """Local csv/tsv/jsonl/json/parquet/txt files: one path (all train) or {split: path}."""
+def local_files(files: str | Path | Mapping[str, str | Path | None]) -> dict[str, Path]:
+    """{split: path} of one path (all train) or {split: path}, each checked to exist."""
     if isinstance(files, (str, Path)):
         files = {"train": files}
     files = {SPLIT_ALIASES.get(k, k): Path(v).expanduser() for k, v in files.items() if v}
@@ -55,6 +55,12 @@ def load_files(files: str | Path | Mapping[str, str | Path | None]) -> DatasetDi
             raise DataError(f"unknown split '{split}' in files; use {', '.join(SPLITS)}")
         if not path.is_file():
             raise DataError(f"data file not found: '{path}' (files.{split}); check the path")
+    return files
+
+
+def load_files(files: str | Path | Mapping[str, str | Path | None]) -> DatasetDict:
+    """Local csv/tsv/jsonl/json/parquet/txt files: one path (all train) or {split: path}."""
+    files = local_files(files)
     formats = [_file_format(p) for p in files.values()]
     if any(f != formats[0] for f in formats):
         raise DataError(f"files of mixed formats {[f[0] for f in formats]}: use one format")
@@ -86,10 +92,10 @@ def _decode_error(error: BaseException | None) -> UnicodeDecodeError | None:
     return error
 
 
-def load_hub(name: str, config: str | None = None) -> DatasetDict:
+def load_hub(name: str, config: str | None = None, revision: str | None = None) -> DatasetDict:
     """A dataset from the Hugging Face hub (needs internet or a warm cache)."""
     try:
-        loaded = datasets.load_dataset(name, config)
+        loaded = datasets.load_dataset(name, config, revision=revision)
     except Exception as error:  # the hub raises many types; all mean the same to the user
         raise DataError(
             f"could not load hub dataset '{name}' (config {config!r}): {error}. Offline? "
@@ -132,9 +138,33 @@ def ensure_splits(
     return DatasetDict({name: out[name] for name in SPLITS})
 
 
+def _file_stamp(path: Path) -> dict[str, str | int]:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def source_fingerprint(
+    hub: str | None = None,
+    hub_config: str | None = None,
+    hub_revision: str | None = None,
+    files: str | Mapping[str, str | None] | None = None,
+    embedded: str | None = None,
+) -> dict[str, object]:
+    """What identifies the source's content without reading it (keys of derived caches): a
+    hub dataset by name, config and revision; local and embedded files by path, size, mtime."""
+    if hub:
+        return {"hub": hub, "config": hub_config, "revision": hub_revision}
+    if files:
+        return {split: _file_stamp(path) for split, path in local_files(files).items()}
+    if embedded:
+        return {"embedded": _file_stamp(EMBEDDED_DIR / embedded)}
+    raise DataError("no data source: set source.hub, source.files or source.embedded")
+
+
 def load_splits(
     hub: str | None = None,
     hub_config: str | None = None,
+    hub_revision: str | None = None,
     files: str | Mapping[str, str | None] | None = None,
     embedded: str | None = None,
     seed: int = 1234,
@@ -143,7 +173,7 @@ def load_splits(
 ) -> DatasetDict:
     """train/validation/test from the first source given: hub, then files, then embedded."""
     if hub:
-        splits = load_hub(hub, hub_config)
+        splits = load_hub(hub, hub_config, hub_revision)
     elif files:
         splits = load_files(files)
     elif embedded:
