@@ -13,11 +13,16 @@ from typing import Any, Self
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.data.tokenization import TextTokenizer
 from attnlab.utils.random_state import random_state, set_random_state
+
+# Workers send their state to the loader every this many batches, not with every batch (a third
+# of a 2-worker loader's throughput); a resume between two snapshots replays the batches since
+# the last one, so it stays exact.
+SNAPSHOT_EVERY_N_STEPS = 16
 
 # torchdata 0.11 calls a torch function that torch now flags as deprecated, at every loader built.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
@@ -60,7 +65,9 @@ class SplitDataModule(L.LightningDataModule):
     def dataloader(self, dataset: Any, **options: Any) -> DataLoader:
         """A resumable DataLoader with the configured workers and pinning (``options`` add the
         rest), its shuffling seeded by ``seed``."""
-        if self.num_workers > 0:
+        if isinstance(dataset, IterableDataset):
+            options.pop("shuffle", None)  # a stream shuffles itself, in a buffer of records
+        elif self.num_workers > 0:
             dataset = WorkerRandomState(dataset)  # the main process's is in the checkpoint
         # A loader built anew each epoch (trainer.reload_dataloaders_every_n_epochs) shuffles
         # with that epoch's seed; one kept across epochs draws a new order from it each epoch.
@@ -70,6 +77,7 @@ class SplitDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            snapshot_every_n_steps=SNAPSHOT_EVERY_N_STEPS,
             generator=torch.Generator().manual_seed(self.seed + epoch),
             **options,
         )

@@ -20,19 +20,22 @@ across epochs and runs.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from attnlab.data.collate import pad_sequences
 from attnlab.data.corpus import CorpusDataModule
-from attnlab.data.sources import DataError
-from attnlab.data.token_cache import TokenizedSplit
+from attnlab.data.sources import SPLITS, DataError
+from attnlab.data.streaming import StreamedMaskedOnce, StreamedSegments
+from attnlab.data.token_cache import TokenizedSplit, derived_array
 from attnlab.data.tokenization import SPECIAL_TOKENS, TextTokenizer
 
 IGNORE_INDEX = -100  # label of positions that are not predicted (cross_entropy's default)
@@ -124,15 +127,24 @@ def plan_segments(
 ) -> np.ndarray:
     """MLM-only examples: each document's tokens cut into contiguous ``[CLS] x [SEP]``, as rows
     (start, end, 0, 0, SEGMENT) of token offsets."""
-    max_tokens = max_seq_length - 2
-    rows = []
     starts, ends = split.document_tokens()
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        while start < end:
-            stop = min(start + _target_length(max_tokens, short_seq_prob, rng), end)
-            rows.append((start, stop, 0, 0, SEGMENT))
-            start = stop
+    rows = [
+        (start, stop, 0, 0, SEGMENT)
+        for doc in zip(starts.tolist(), ends.tolist(), strict=True)
+        for start, stop in segment_spans(*doc, rng, max_seq_length, short_seq_prob)
+    ]
     return np.array(rows, dtype=np.int64).reshape(-1, 5)
+
+
+def segment_spans(
+    start: int, end: int, rng: random.Random, max_seq_length: int, short_seq_prob: float
+) -> Iterator[tuple[int, int]]:
+    """Tokens ``start`` to ``end`` of one document cut into contiguous segments."""
+    max_tokens = max_seq_length - 2  # [CLS], [SEP]
+    while start < end:
+        stop = min(start + _target_length(max_tokens, short_seq_prob, rng), end)
+        yield start, stop
+        start = stop
 
 
 class PretrainingExamples(Dataset):
@@ -369,27 +381,58 @@ class BertPretrainingDataModule(CorpusDataModule):
 
     def _load(self) -> None:
         super()._load()
+        if self.streaming:
+            if self.nsp:
+                raise DataError(
+                    "data.nsp=true needs random access to other documents (for NotNext "
+                    "segments), which a stream does not give: set data.nsp=false (MLM only), "
+                    "or source.streaming=false (the token cache)"
+                )
+            return
         collator = self.collator()
         for index, name in enumerate(self.splits):
-            examples = self._examples(name, random.Random(self.seed * 1000 + index))
+            examples = self._examples(name, self.seed * 1000 + index)
             if name != "train":  # masked once: the same positions every epoch and run
                 examples = MaskedOnce(examples, collator, self.seed * 1000 + index)
             self.examples[name] = examples
 
-    def _examples(self, split: str, rng: random.Random) -> PretrainingExamples:
-        """Pairs (NSP) or segments of ``split``: ``dupe_factor`` passes for train."""
+    def _examples(self, split: str, seed: int) -> PretrainingExamples:
+        """Pairs (NSP) or segments of ``split`` drawn with ``seed``: ``dupe_factor`` passes for
+        train. Their plan is kept in the token cache, so a run that starts again (or another
+        rank) reads it instead of cutting the documents anew."""
         tokens = self.splits[split]
-        plans = []
-        for _ in range(self.dupe_factor if split == "train" else 1):
-            if self.nsp:
-                plan = plan_pairs(
-                    tokens, self.max_seq_length, rng, self.short_seq_prob, self.next_sentence_prob
-                )
-            else:
-                plan = plan_segments(tokens, self.max_seq_length, rng, self.short_seq_prob)
-            plans.append(plan)
+        rules = {
+            "nsp": self.nsp,
+            "max_seq_length": self.max_seq_length,
+            "short_seq_prob": self.short_seq_prob,
+            "next_sentence_prob": self.next_sentence_prob,
+            "passes": self.dupe_factor if split == "train" else 1,
+            "seed": seed,
+        }
+
+        def plan() -> np.ndarray:
+            rng = random.Random(seed)
+            plans = []
+            for _ in range(rules["passes"]):
+                if self.nsp:
+                    plans.append(
+                        plan_pairs(
+                            tokens,
+                            self.max_seq_length,
+                            rng,
+                            self.short_seq_prob,
+                            self.next_sentence_prob,
+                        )
+                    )
+                else:
+                    plans.append(
+                        plan_segments(tokens, self.max_seq_length, rng, self.short_seq_prob)
+                    )
+            return np.concatenate(plans)
+
+        plans = derived_array(self.cache_folder, f"{split}-plan", rules, plan)
         cls_id, sep_id = self.tokenizer.token_id("[CLS]"), self.tokenizer.token_id("[SEP]")
-        return PretrainingExamples(tokens, np.concatenate(plans), cls_id, sep_id)
+        return PretrainingExamples(tokens, plans, cls_id, sep_id)
 
     def train_examples(self, epoch: int) -> Dataset:
         """The training examples of ``epoch``: with ``fresh_pairs_each_epoch`` every epoch cuts
@@ -397,11 +440,7 @@ class BertPretrainingDataModule(CorpusDataModule):
         what makes B follow A rather than memorise a fixed set of pairs; else epoch 0's."""
         if not self.fresh_pairs_each_epoch or epoch == 0:
             return self.examples["train"]
-        return self._examples("train", random.Random(self.seed * 1000 + epoch))
-
-    def setup(self, stage: str | None = None) -> None:
-        if not self.examples:
-            self._load()
+        return self._examples("train", self.seed * 1000 + epoch)
 
     def unigram_accuracy(self, split: str = "validation") -> float:
         """MLM accuracy of always predicting the most frequent token of the training split.
@@ -415,15 +454,32 @@ class BertPretrainingDataModule(CorpusDataModule):
         labels = labels[labels != IGNORE_INDEX]
         return float((labels == top).double().mean())
 
+    def streamed_examples(self, split: str) -> IterableDataset:
+        """Segments of a streamed split (``source.streaming``), validation and test masked once."""
+        index = SPLITS.index(split)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        cut = functools.partial(
+            segment_spans, max_seq_length=self.max_seq_length, short_seq_prob=self.short_seq_prob
+        )
+        cls_id, sep_id = self.tokenizer.token_id("[CLS]"), self.tokenizer.token_id("[SEP]")
+        seed = self.seed * 1000 + (epoch if split == "train" else index)
+        examples = StreamedSegments(self.documents_stream(split), cut, cls_id, sep_id, seed)
+        if split == "train":
+            return examples
+        return StreamedMaskedOnce(examples, self.collator().mask_example, seed)
+
     def batch(self, split: str, count: int) -> dict[str, Tensor]:
         """The first ``count`` examples of ``split`` as one batch (callbacks, scripts)."""
-        examples = self.examples[split]
-        return self.collator()([examples[i] for i in range(min(count, len(examples)))])
+        examples = self.streamed_examples(split) if self.streaming else self.examples[split]
+        return self.collator()(list(itertools.islice(iter(examples), count)))
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
-        examples = self.examples[split]
-        if train and self.trainer is not None:  # reloaded every epoch (see the experiment)
+        if self.streaming:
+            examples = self.streamed_examples(split)
+        elif train and self.trainer is not None:  # reloaded every epoch (see the experiment)
             examples = self.train_examples(self.trainer.current_epoch)
+        else:
+            examples = self.examples[split]
         return self.dataloader(
             examples,
             batch_size=self.batch_size,

@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
+from datasets import IterableDataset as RecordStream
+from datasets.distributed import split_dataset_by_node
 
 from attnlab.data.base import TokenizedDataModule
-from attnlab.data.sources import DataError, load_splits, require_columns, source_fingerprint
+from attnlab.data.sources import (
+    DataError,
+    load_splits,
+    require_columns,
+    source_fingerprint,
+    stream_splits,
+)
+from attnlab.data.streaming import StreamedDocuments
 from attnlab.data.token_cache import (
     Document,
     TokenizedSplit,
@@ -64,8 +73,12 @@ class CorpusDataModule(TokenizedDataModule):
         self.seed = seed
         self.cache_dir = Path(cache_dir)
         self.verify_cache = verify_cache
+        self.streaming = bool(self.source.pop("streaming", False))
+        self.shuffle_buffer = int(self.source.pop("shuffle_buffer", 10_000))
         self.tokenizer: TextTokenizer | None = None
         self.splits: dict[str, TokenizedSplit] = {}
+        self.record_streams: dict[str, RecordStream] = {}
+        self.cache_folder: Path | None = None
 
     def prepare_tokenizer(self, tokenizer: TextTokenizer) -> None:
         """Check or extend a tokenizer before the corpus is tokenized with it."""
@@ -96,9 +109,17 @@ class CorpusDataModule(TokenizedDataModule):
                 folder = self.cache_dir / "tokens" / cache_key(parts)
         return folder, parts
 
+    def setup(self, stage: str | None = None) -> None:
+        if not (self.splits or self.record_streams):
+            self._load()
+
     def _load(self) -> None:
+        if self.streaming:
+            self._open_streams()
+            return
         folder, parts = self._cache_folder()
         tokenizer, self.splits = cached_splits(folder, self._read_corpus, parts, self.verify_cache)
+        self.cache_folder = folder
         if self.tokenizer is None:
             self.tokenizer = tokenizer
             self.prepare_tokenizer(tokenizer)
@@ -135,14 +156,51 @@ class CorpusDataModule(TokenizedDataModule):
         return tokenizer, {name: (len(split), self._batches(split)) for name, split in raw.items()}
 
     def _batches(self, split: Dataset) -> Iterator[list[Document]]:
-        """Each record as a document, a list of sentences (or of the lines of its text); read
-        ``READ_BATCH`` records at a time, so a corpus is never all in memory as Python strings.
-        Plain-text sources (wikitext) have one line per record: one-line documents."""
-        column = self.sentences_column or self.text_column
+        """The documents of ``split`` read ``READ_BATCH`` records at a time, so a corpus is never
+        all in memory as Python strings."""
         for batch in split.iter(batch_size=READ_BATCH):
-            if self.sentences_column:
-                docs = [[s for s in sents if s.strip()] for sents in batch[column]]
-            else:
-                texts = (str(text).splitlines() for text in batch[column])
-                docs = [[line for line in lines if line.strip()] for lines in texts]
-            yield [doc for doc in docs if doc]
+            yield self._documents(batch[self.sentences_column or self.text_column])
+
+    def _documents(self, values: list[Any]) -> list[Document]:
+        """Each record's value as a document, a list of sentences (or of the lines of its text);
+        empty ones dropped. Plain-text sources (wikitext) have one line per record: one-line
+        documents."""
+        if self.sentences_column:
+            docs = [[s for s in sentences if s.strip()] for sentences in values]
+        else:
+            texts = (str(text).splitlines() for text in values)
+            docs = [[line for line in lines if line.strip()] for lines in texts]
+        return [doc for doc in docs if doc]
+
+    def _open_streams(self) -> None:
+        """The source's splits as record streams (``source.streaming``), checked on their first
+        record; the tokenizer must be given, as a stream cannot train one."""
+        if self.tokenizer is None:
+            if not self.tokenizer_args.get("vocab"):
+                raise DataError(
+                    "a stream cannot train a vocabulary: give data.tokenizer.vocab (e.g. "
+                    "bert-base-uncased, a vocab.txt or tokenizer.json), or source.streaming=false"
+                )
+            self.tokenizer = build_tokenizer([], self.cache_dir, **self.tokenizer_args)
+        self.prepare_tokenizer(self.tokenizer)
+        streams = stream_splits(**self.source)
+        first = next(iter(streams["train"]), None)
+        if first is None:
+            raise DataError("the train stream has no records: check source.files / source.hub")
+        column = {"sentences_column": self.sentences_column} if self.sentences_column else {}
+        require_columns(Dataset.from_list([first]), column or {"text_column": self.text_column})
+        self.record_streams = streams
+
+    def documents_stream(self, split: str) -> StreamedDocuments:
+        """The documents of a streamed split, tokenized as read: train shuffled in a buffer (a
+        new order each epoch), each rank reading its share."""
+        records = self.record_streams[split]
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        if split == "train":
+            records = records.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
+            records.set_epoch(epoch)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            records = split_dataset_by_node(records, trainer.global_rank, trainer.world_size)
+        column = self.sentences_column or self.text_column
+        return StreamedDocuments(records, self._documents, column, self.tokenizer)

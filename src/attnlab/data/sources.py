@@ -185,6 +185,42 @@ def load_splits(
     return ensure_splits(splits, seed, val_fraction, test_fraction)
 
 
+def stream_splits(
+    hub: str | None = None,
+    hub_config: str | None = None,
+    hub_revision: str | None = None,
+    files: str | Mapping[str, str | None] | None = None,
+    embedded: str | None = None,
+) -> dict[str, datasets.IterableDataset]:
+    """train/validation/test of a hub dataset or local files as streams, read as iterated."""
+    if hub:
+        try:
+            loaded = datasets.load_dataset(hub, hub_config, revision=hub_revision, streaming=True)
+        except Exception as error:  # the hub raises many types; all mean the same to the user
+            raise DataError(
+                f"could not stream hub dataset '{hub}' (config {hub_config!r}): {error}. Offline? "
+                "Stream local files (source.files=PATH) instead"
+            ) from error
+    elif files:
+        paths = local_files(files)
+        builder, kwargs = _file_format(paths["train"])
+        data_files = {split: str(path) for split, path in paths.items()}
+        loaded = datasets.load_dataset(builder, data_files=data_files, streaming=True, **kwargs)
+    else:
+        raise DataError(
+            "source.streaming=true reads a hub dataset (source.hub) or local files (source.files);"
+            " the embedded data is small: set source.streaming=false"
+        )
+    streams = {SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()}
+    for name in SPLITS:
+        if name not in streams:
+            raise DataError(
+                f"the stream has no '{name}' split (it has {list(streams)}), and a stream cannot "
+                f"be carved into splits: give source.files.{name}=PATH, or source.streaming=false"
+            )
+    return {name: streams[name] for name in SPLITS}
+
+
 def require_columns(dataset: Dataset, columns: Mapping[str, str | None]) -> None:
     """Fail with the config key to change when a configured column is missing."""
     for key, column in columns.items():

@@ -4,8 +4,8 @@ The embedded default is 101 English Wikipedia articles (``embedded/wiki_articles
 CC BY-SA; one ``{"title", "sentences"}`` per line). Documents are split between train,
 validation and test whole (never a document in two splits); the stream is every document
 followed by ``[SEP]``, cut into blocks of ``block_size + 1`` tokens: inputs are the first
-``block_size``, targets the last. Blocks are sliced from the memory-mapped token cache when read;
-the stream is never built.
+``block_size``, targets the last. Blocks are sliced from the memory-mapped token cache when read
+(the stream is never built), or cut from a stream as it is read (``source.streaming``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.corpus import CorpusDataModule
 from attnlab.data.sources import DataError
+from attnlab.data.streaming import StreamedBlocks
 from attnlab.data.token_cache import TokenizedSplit
 
 
@@ -80,6 +81,8 @@ class TextCorpusDataModule(CorpusDataModule):
 
     def _load(self) -> None:
         super()._load()
+        if self.streaming:
+            return
         separator = self.tokenizer.token_id("[SEP]")
         for name, split in self.splits.items():
             stream = TokenStream(split, separator)
@@ -90,11 +93,10 @@ class TextCorpusDataModule(CorpusDataModule):
                 )
             self.streams[name] = stream
 
-    def setup(self, stage: str | None = None) -> None:
-        if not self.streams:
-            self._load()
-
-    def blocks(self, split: str) -> Blocks:
+    def blocks(self, split: str) -> Blocks | StreamedBlocks:
+        if self.streaming:
+            separator = self.tokenizer.token_id("[SEP]")
+            return StreamedBlocks(self.documents_stream(split), self.block_size, separator)
         return Blocks(self.streams[split], self.block_size)
 
     def _counts(self, split: str) -> np.ndarray:

@@ -271,6 +271,26 @@ def build_cache(
         raise
 
 
+def derived_array(
+    folder: Path, name: str, parts: dict[str, Any], compute: Callable[[], np.ndarray]
+) -> np.ndarray:
+    """An array computed from a cache (an epoch's example plan: Megatron's cached sample index),
+    kept in it: computed once, then memory-mapped by every later run and rank. Concurrent
+    writers write the same bytes, and the rename is atomic."""
+    path = folder / "derived" / f"{name}-{cache_key(parts)}.npy"
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError):  # missing, or cut short
+        pass
+    array = compute()
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("wb") as file:
+        np.save(file, array)
+    tmp.replace(path)
+    return array
+
+
 def cached_splits(
     folder: Path,
     build: Callable[[], tuple[TextTokenizer, dict[str, tuple[int, Iterator[list[Document]]]]]],
