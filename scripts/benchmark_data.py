@@ -147,6 +147,7 @@ def _import_libraries(pipeline: str) -> None:
 def measure(pipeline: str, corpus: Path, cache: Path, workers: int, batches: int) -> dict:
     """One fresh process's figures (run as ``--measure``)."""
     _import_libraries(pipeline)  # what a training process imports anyway is not timed
+    libraries_mb = _peak_rss_mb()
     start = time.perf_counter()
     data, loader = (_peer if pipeline == PEER else _ours)(pipeline, corpus, cache, workers)
     next(iter(loader))
@@ -158,6 +159,7 @@ def measure(pipeline: str, corpus: Path, cache: Path, workers: int, batches: int
         "tokens": tokens,
         "examples_per_s": _loader_rate(loader, batches),
         "rss_mb": _peak_rss_mb(),
+        "libraries_mb": libraries_mb,
     }
 
 
@@ -194,6 +196,7 @@ def benchmark(replicas: list[int], pipelines: list[str], batches: int, work: Pat
                 "cold_s": cold["setup_s"],
                 "warm_s": warm["setup_s"],
                 "rss_mb": warm["rss_mb"],
+                "data_rss_mb": warm["rss_mb"] - warm["libraries_mb"],
                 "cache_mb": _size_mb(sizes),
                 "ex_s_0": warm["examples_per_s"],
                 "ex_s_2": two["examples_per_s"],
@@ -208,15 +211,16 @@ def benchmark(replicas: list[int], pipelines: list[str], batches: int, work: Pat
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| K | pipeline | tokens | cold set-up s | tokens/s cold | warm set-up s | peak RSS GB "
-        "| cache MB | ex/s 0 workers | ex/s 2 workers |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| K | pipeline | train tokens | cold set-up s | tokens/s cold | warm set-up s "
+        "| peak RSS GB | RSS above imports MB | cache MB | ex/s 0 workers | ex/s 2 workers |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['K']} | {r['pipeline']} | {r['tokens'] / 1e6:.1f}M | {r['cold_s']:.1f} "
-            f"| {r['tokens_per_s_cold'] / 1e3:.0f}k | {r['warm_s']:.1f} | {r['rss_mb'] / 1024:.2f} "
-            f"| {r['cache_mb']:.0f} | {r['ex_s_0']:.0f} | {r['ex_s_2']:.0f} |"
+            f"| {r['tokens_per_s_cold'] / 1e3:.0f}k | {r['warm_s']:.2f} | {r['rss_mb'] / 1024:.2f} "
+            f"| {r['data_rss_mb']:.0f} | {r['cache_mb']:.0f} | {r['ex_s_0']:.0f} "
+            f"| {r['ex_s_2']:.0f} |"
         )
     return "\n".join(lines)
 
