@@ -25,9 +25,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from attnlab import pipeline
-from attnlab.utils.config import CONF_DIR, compose_config
+from attnlab.utils.config import compose_config
 
-REPO_ROOT = CONF_DIR.parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A fast budget for the shared tweet run: enough for attention pooling to clearly learn.
 SHARED_RUN_EPOCHS = 6
@@ -154,10 +154,16 @@ def trainer_spy(monkeypatch: pytest.MonkeyPatch) -> TrainerSpy:
 def _run_cli(
     args: Sequence[str], cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """``python <args>`` from ``cwd`` (scripts given relative to the repository root)."""
+    """``python <args>`` from ``cwd``: a ``.py`` file relative to the repository root, or a
+    console script of the installed package (``attnlab-explain``)."""
     script, *rest = args
+    command = (
+        [sys.executable, str(REPO_ROOT / script)]
+        if script.endswith(".py")
+        else [str(Path(sys.executable).parent / script)]
+    )
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / script), *rest],
+        [*command, *rest],
         cwd=cwd,
         env={**os.environ, "HYDRA_FULL_ERROR": "0", "COLUMNS": "200", **(env or {})},
         capture_output=True,

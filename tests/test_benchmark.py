@@ -1,4 +1,4 @@
-"""scripts/benchmark.py at a tiny size: every field of the report is there, and our BERT and Hugging
+"""attnlab-bench at a tiny size: every field of the report is there, and our BERT and Hugging
 Face's learn alike from the same weights and batches (timings are not checked: machines vary)."""
 
 from __future__ import annotations
@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import load_script
 
 pytest.importorskip("transformers")
+
+from attnlab.tools import benchmark  # noqa: E402  (needs transformers)
 
 TINY = ["--hidden", "32", "--layers", "2", "--heads", "4", "--intermediate", "64",
         "--seq-len", "16", "--batch", "4", "--vocab", "100", "120"]  # fmt: skip
 
 
 def test_benchmark_writes_json_and_markdown_with_every_contender(tmp_path) -> None:
-    load_script("benchmark").main([*TINY, "--quick", "--out", str(tmp_path)])
+    benchmark.main([*TINY, "--quick", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["meta"]["vocab"] == [100] and report["meta"]["iters"] == 3  # --quick
     meta_fields = {"device_name", "threads", "load_average", "torch", "transformers"}

@@ -18,8 +18,9 @@ import torch
 from omegaconf import OmegaConf
 
 from attnlab import pipeline
+from attnlab.errors import ConfigError
 from attnlab.models.bert import minilm_dir
-from attnlab.utils.config import CONF_DIR, ConfigError
+from attnlab.utils.config import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 

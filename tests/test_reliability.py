@@ -20,9 +20,9 @@ from test_e2e import SHORT
 
 from attnlab import pipeline
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError, NonFiniteLossGuard
+from attnlab.errors import ConfigError
 from attnlab.tasks.base import BaseTask
 from attnlab.utils.checkpoint_io import AtomicCheckpointIO
-from attnlab.utils.config import ConfigError
 
 BASE = ["experiment=tweet_attention", *SHORT]  # 5 train batches per epoch
 TWEETS = [*BASE, "logger=none"]

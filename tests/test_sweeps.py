@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import load_script, read_metrics_csv
+from conftest import read_metrics_csv
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from attnlab import pipeline
+from attnlab.tools import summarize
 from attnlab.utils.config import CONF_DIR, compose_config
 
 # No pictures, no progress bars: the sweeps here only need metrics.
@@ -74,7 +75,7 @@ def test_summarize_tabulates_every_job(
     multirun: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "summary.csv"
-    load_script("summarize").main([str(multirun), f"out={out}"])
+    summarize.main([str(multirun), f"out={out}"])
     printed = capsys.readouterr().out
     table = list(csv.DictReader(out.open()))
 
@@ -93,7 +94,6 @@ def test_summarize_tabulates_every_job(
 
 def test_summary_plot_averages_the_jobs_of_each_swept_value(monkeypatch, tmp_path: Path) -> None:
     """Numbers on a line (sorted, log axis over decades), one per ``by`` value; names as bars."""
-    summarize = load_script("summarize")
     drawn = {}
 
     def lines(series, path, xlabel, ylabel, log_x=False, log_y=False):

@@ -29,7 +29,8 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError
-from attnlab.utils.config import ConfigError, print_config, save_config
+from attnlab.errors import ConfigError
+from attnlab.utils.config import print_config, save_config
 from attnlab.utils.config_checks import check_run_config
 from attnlab.utils.wandb_fallback import online_or_offline
 

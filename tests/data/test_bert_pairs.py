@@ -22,8 +22,8 @@ from attnlab.data.bert_pairs import (
     plan_pairs,
     truncate_pair,
 )
-from attnlab.data.sources import DataError
 from attnlab.data.token_cache import TokenizedSplit
+from attnlab.errors import DataError
 
 MAX_LEN = 64
 CLS, SEP = 2, 3

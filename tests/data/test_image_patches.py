@@ -23,7 +23,8 @@ from attnlab.data.image_patches import (
     read_idx,
     resize_images,
 )
-from attnlab.data.sources import SPLITS, DataError
+from attnlab.data.sources import SPLITS
+from attnlab.errors import DataError
 
 EMBEDDED = {"embedded": "mnist_5k.npz"}
 

@@ -20,7 +20,8 @@ from attnlab.data.parallel_corpus import (
     normal_form,
     read_tab_separated,
 )
-from attnlab.data.sources import EMBEDDED_DIR, DataError
+from attnlab.data.sources import EMBEDDED_DIR
+from attnlab.errors import DataError
 
 SMALL_TOKENIZER = {"vocab_size": 600, "min_frequency": 1, "max_length": 60}
 EN = ["the cat sleeps", "a dog runs fast", "the bird sings a song", "my house is big", "we eat"]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from attnlab.data.bert_pairs import IGNORE_INDEX, BertPretrainingDataModule
-from attnlab.data.sources import DataError
 from attnlab.data.text_corpus import TextCorpusDataModule
+from attnlab.errors import DataError
 
 WORDS = [
     "the",

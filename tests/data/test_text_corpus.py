@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from attnlab.data.sources import DataError
 from attnlab.data.text_corpus import TextCorpusDataModule
+from attnlab.errors import DataError
 
 
 def make(cache_dir, **kwargs) -> TextCorpusDataModule:

@@ -16,9 +16,9 @@ import torch
 
 from attnlab.data import corpus as corpus_module
 from attnlab.data import token_cache
-from attnlab.data.sources import DataError
 from attnlab.data.text_corpus import Blocks, TextCorpusDataModule, TokenStream
 from attnlab.data.token_cache import TokenizedSplit, token_dtype
+from attnlab.errors import DataError
 
 WORDS = [
     "the",

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from attnlab.data import tokenization
-from attnlab.data.sources import DataError, load_splits
+from attnlab.data.sources import load_splits
 from attnlab.data.tokenization import SPECIAL_TOKENS, build_tokenizer
+from attnlab.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from attnlab.data.collate import ClassificationCollator, pad_sequences
-from attnlab.data.sources import SPLITS, DataError, load_splits
+from attnlab.data.sources import SPLITS, load_splits
 from attnlab.data.tweets import LABEL_SCHEMES, TweetsDataModule, rating_to_label
+from attnlab.errors import DataError
 
 BERT = {"vocab": "bert-base-uncased", "max_length": 64}  # no tokenizer training: fast
 

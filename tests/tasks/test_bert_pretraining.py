@@ -8,8 +8,8 @@ import math
 import pytest
 
 from attnlab import pipeline
+from attnlab.errors import ConfigError
 from attnlab.models.bert import minilm_dir
-from attnlab.utils.config import ConfigError
 
 
 def test_sequences_longer_than_the_position_table_are_a_config_error(compose) -> None:

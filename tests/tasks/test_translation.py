@@ -1,6 +1,6 @@
 """TranslationTask: BLEU of a perfect hypothesis is 100 through the real decode/normalise path,
 a tiny overfit run drives the teacher-forced loss to ~0 and translates its training sentences,
-and scripts/translate.py works on that checkpoint alone."""
+and attnlab-translate works on that checkpoint alone."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import compose_run, load_script, read_metrics_csv
+from conftest import compose_run, read_metrics_csv
 
 from attnlab import pipeline
 from attnlab.data.parallel_corpus import ParallelCorpusDataModule, normal_form, read_tab_separated
 from attnlab.data.sources import EMBEDDED_DIR
 from attnlab.models.rnn import Seq2Seq
 from attnlab.tasks.translation import TranslationTask
+from attnlab.tools import bleu_by_length
 from attnlab.viz import clean_token
 
 PAIRS = 16  # real verses of at most 12 English words: one batch
@@ -143,7 +144,7 @@ def test_translate_script_on_the_tiny_checkpoint(
     source, target = verses.read_text().splitlines()[0].split("\t")
     png = tmp_path / "alignment.png"
     result = run_cli(
-        ["scripts/translate.py", f"ckpt_path={checkpoint}", f"text={source}", f"png={png}"],
+        ["attnlab-translate", f"ckpt_path={checkpoint}", f"text={source}", f"png={png}"],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -165,7 +166,7 @@ def test_translate_script_on_the_tiny_checkpoint(
 def test_bleu_by_length_script_tabulates_the_run(overfit_run: Path, tmp_path: Path) -> None:
     rows = read_metrics_csv(overfit_run / "csv" / "version_0" / "metrics.csv")
     test = [r for r in rows if r.get("test/bleu")][-1]
-    table = load_script("bleu_by_length").main([str(overfit_run), f"out={tmp_path / 'b.png'}"])
+    table = bleu_by_length.main([str(overfit_run), f"out={tmp_path / 'b.png'}"])
     row = table.splitlines()[-1]
     assert row.startswith(f"| translation_attention | {float(test['test/bleu']):.1f} |"), table
     assert (tmp_path / "b.png").stat().st_size > 0

@@ -15,8 +15,8 @@ from hydra.errors import InstantiationException
 from safetensors.torch import load_file
 
 from attnlab import pipeline
+from attnlab.errors import ConfigError
 from attnlab.models.bert import minilm_dir
-from attnlab.utils.config import ConfigError
 
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "++trainer.enable_progress_bar=false"]
 

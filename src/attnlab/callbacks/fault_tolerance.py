@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from attnlab.utils.config import ConfigError
+from attnlab.errors import ConfigError
 from attnlab.utils.random_state import random_state, set_random_state
 
 log = logging.getLogger(__name__)

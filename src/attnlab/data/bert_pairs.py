@@ -33,10 +33,11 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from attnlab.data.collate import pad_sequences
 from attnlab.data.corpus import CorpusDataModule
-from attnlab.data.sources import SPLITS, DataError
+from attnlab.data.sources import SPLITS
 from attnlab.data.streaming import StreamedMaskedOnce, StreamedSegments
 from attnlab.data.token_cache import TokenizedSplit, derived_array
 from attnlab.data.tokenization import SPECIAL_TOKENS, TextTokenizer
+from attnlab.errors import DataError
 
 IGNORE_INDEX = -100  # label of positions that are not predicted (cross_entropy's default)
 IS_NEXT, NOT_NEXT = 0, 1

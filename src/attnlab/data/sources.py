@@ -13,6 +13,8 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict
 
+from attnlab.errors import DataError
+
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 datasets.disable_progress_bars()  # one line per split and filter is noise in training logs
 
@@ -26,10 +28,6 @@ FILE_FORMATS = {
     ".jsonl": ("json", {}),
     ".parquet": ("parquet", {}),
 }
-
-
-class DataError(ValueError):
-    """Bad data or data settings; the message names the problem and the fix."""
 
 
 def _file_format(path: Path) -> tuple[str, dict]:

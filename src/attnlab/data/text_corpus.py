@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attnlab.data.corpus import CorpusDataModule
-from attnlab.data.sources import DataError
 from attnlab.data.streaming import StreamedBlocks
 from attnlab.data.token_cache import TokenizedSplit
+from attnlab.errors import DataError
 
 
 class TokenStream:

@@ -37,8 +37,8 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from attnlab.data.sources import DataError
 from attnlab.data.tokenization import TextTokenizer
+from attnlab.errors import DataError
 
 log = logging.getLogger(__name__)
 

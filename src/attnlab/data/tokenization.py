@@ -19,7 +19,8 @@ from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
 
-from attnlab.data.sources import EMBEDDED_DIR, DataError
+from attnlab.data.sources import EMBEDDED_DIR
+from attnlab.errors import DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BUILTIN_VOCABS = {

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader
 
 from attnlab.data.base import TokenizedDataModule
 from attnlab.data.collate import ClassificationCollator
-from attnlab.data.sources import DataError, load_splits, require_columns
+from attnlab.data.sources import load_splits, require_columns
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
+from attnlab.errors import DataError
 
 LABEL_SCHEMES = {"ternary": ["negative", "neutral", "positive"], "binary": ["negative", "positive"]}
 

@@ -13,9 +13,9 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from attnlab.errors import ConfigError
 from attnlab.tasks.base import BaseTask
 from attnlab.tasks.metrics import Perplexity
-from attnlab.utils.config import ConfigError
 
 IGNORE_INDEX = -100
 

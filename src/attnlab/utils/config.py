@@ -8,18 +8,15 @@ from pathlib import Path
 import rich
 import rich.syntax
 import rich.tree
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.utils.schema import register_schemas
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+CONF_MODULE = "attnlab.conf"  # shipped inside the package, so an installed wheel finds it
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 PRINT_ORDER = ("data", "model", "task", "callbacks", "logger", "trainer", "paths", "extras")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
 
 
 def print_config(cfg: DictConfig, enabled: bool = True) -> None:
@@ -47,5 +44,5 @@ def compose_config(
 ) -> DictConfig:
     """The config ``train.py`` would run with these overrides, for scripts and tests."""
     register_schemas()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(CONF_MODULE, version_base="1.3"):
         return compose(config_name, overrides=list(overrides), return_hydra_config=hydra)

@@ -14,7 +14,7 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.utils.config import ConfigError
+from attnlab.errors import ConfigError
 
 # Hydra's own keys in a node to instantiate.
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}

@@ -1,6 +1,6 @@
 """Plot a metric against training progress for several runs, read from their CSV logs.
 
-    python scripts/plot_curves.py outputs/train/multiruns/<timestamp> --metric val/ppl
+    attnlab-curves outputs/train/multiruns/<timestamp> --metric val/ppl
 
 Arguments are run dirs or dirs holding run dirs (a multirun); each run needs ``logger=csv`` (or
 ``logger=many``). The x axis is the optimizer step, or tokens seen (``--x tokens``: step x batch
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from attnlab.errors import command
 from attnlab.utils.runs import find_runs, read_metrics
 from attnlab.viz import plot_lines
 
@@ -24,14 +25,15 @@ def read_curve(run: Path, metric: str) -> tuple[list[int], list[float]]:
     return [int(row["step"]) for row in rows], [float(row[metric]) for row in rows]
 
 
-def main() -> None:
+@command
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--metric", default="val/ppl")
     parser.add_argument("--x", choices=("step", "tokens"), default="step")
     parser.add_argument("--log-y", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("outputs/curves.png"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     print(f"| run | {args.metric} (last) | best | steps |\n|---|---|---|---|")
     configs = {run: OmegaConf.load(run / "config_resolved.yaml") for run in find_runs(args.paths)}

@@ -1,6 +1,6 @@
 """Translate sentences with a trained translation checkpoint and show the alignment.
 
-    python scripts/translate.py \
+    attnlab-translate \
         ckpt_path=outputs/translation_attention/runs/<run>/checkpoints/last.ckpt \
         text="In the beginning God created the heavens and the earth." [beam_size=5] [png=a.png]
 
@@ -16,6 +16,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from attnlab.errors import command
 from attnlab.pipeline import load_checkpoint
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import clean_token, plot_alignments
@@ -31,6 +32,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parse_key_values(parser, argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _, datamodule, task = load_checkpoint(args.ckpt_path)

@@ -1,6 +1,6 @@
 """Explain a tweet classifier's prediction: the class probabilities and each token's weight.
 
-    python scripts/explain.py ckpt_path=outputs/tweet_attention/runs/<run>/checkpoints/last.ckpt \
+    attnlab-explain ckpt_path=outputs/tweet_attention/runs/<run>/checkpoints/last.ckpt \
         text="I love this phone but the battery is awful" [png=explain.png]
 
 Works from the checkpoint alone (it carries the config and the tokenizer).
@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from attnlab.errors import command
 from attnlab.pipeline import load_checkpoint
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plot_token_weights
@@ -28,6 +29,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parse_key_values(parser, argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _, datamodule, task = load_checkpoint(args.ckpt_path)

@@ -1,7 +1,7 @@
 """Contextual vs static embeddings: one word's BERT vectors across sentences, compared.
 
-    python scripts/contextual_embeddings.py                       # "bank" with all-MiniLM-L6-v2
-    python scripts/contextual_embeddings.py word=play pretrained=PATH.ckpt vocab=bert-base-uncased \
+    attnlab-embeddings                       # "bank" with all-MiniLM-L6-v2
+    attnlab-embeddings word=play pretrained=PATH.ckpt vocab=bert-base-uncased \
         sentence="they play football" sentence="we saw a play at the theatre" ...
 
 The static vector of a word is its row of the input embedding table: one vector whatever the
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
+from attnlab.errors import command
 from attnlab.models.bert import BertModel, load_pretrained_bert, minilm_dir
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plt, save_figure
@@ -94,6 +95,7 @@ def plot(word: str, matrices: dict[str, torch.Tensor], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@command
 def main(argv: list[str] | None = None) -> dict[str, torch.Tensor]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     sentences = args.sentence or BANK

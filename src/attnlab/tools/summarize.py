@@ -1,7 +1,7 @@
 """Summarize a sweep: one table of every job's swept overrides and final metrics, and a plot.
 
     python train.py -m experiment=tweet_attention logger=csv model.score=dot,cosine,bilinear,mlp
-    python scripts/summarize.py outputs/tweet_attention/multiruns/<timestamp> [metric=val/f1] \
+    attnlab-summarize outputs/tweet_attention/multiruns/<timestamp> [metric=val/f1] \
         [x=model.score] [by=model.embed_dim] [out=summary.csv]
 
 Reads each job dir of a Hydra multirun (grid or Optuna): its ``.hydra/overrides.yaml``, the last
@@ -25,6 +25,7 @@ from statistics import mean
 
 from omegaconf import OmegaConf
 
+from attnlab.errors import command
 from attnlab.pipeline import RUN_INFO
 from attnlab.utils.runs import (
     CONFIG,
@@ -110,6 +111,7 @@ def plot(rows: list[Row], metric: str, x: str, by: str | None, path: Path) -> Pa
     return plot_bars(xs, series, path, f"{metric} by {x}", x, ylabel, fmt="%.3g")
 
 
+@command
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="a multirun dir: outputs/<task>/multiruns/<ts>")

@@ -8,7 +8,7 @@ Both models have ~5.3M parameters with a vocabulary of 8192: an untied 2-layer L
 hidden 256) and a tied 4-layer pre-norm Transformer (d_model 256, 4 heads, d_ff 1024, sdpa).
 Dropout is 0 so only the architectures are timed.
 
-    PYTHONPATH=src python scripts/rnn_vs_transformer.py --device cpu,cuda [--dtype bf16] [--quick]
+    attnlab-bench-rnn --device cpu,cuda [--dtype bf16] [--quick]
 
 Writes results.json, results.md and tokens_per_s.png to --out.
 """
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnlab.errors import command
 from attnlab.models.lm import TransformerLM, count_parameters
 from attnlab.models.rnn import RNNLM
 from attnlab.utils.hardware import device_name
@@ -171,7 +172,7 @@ def plot(meta: dict, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--device", default="cpu,cuda", help="comma list; cuda is skipped if absent"
@@ -184,14 +185,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="2048 tokens/step, 1 warm-up, 5 steps")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/rnn_vs_transformer"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.tokens_per_step, args.warmup, args.iters = 2048, 1, 5
     return args
 
 
-def main() -> None:
-    args = parse_args()
+@command
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = []

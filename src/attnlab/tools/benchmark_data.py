@@ -9,7 +9,7 @@ experiments are; the peer is Hugging Face ``datasets.map`` tokenization (``num_p
 ``group_texts`` + ``DataCollatorForLanguageModeling``, with the same tokenizer and sequence
 length (it has no NSP pairs). Every pipeline uses the pinned vocabulary ``wiki-wordpiece-8k``.
 
-    python scripts/benchmark_data.py --replicas 1 10 40 100
+    attnlab-bench-data --replicas 1 10 40 100
 
 Prints a markdown table and writes ``<paths.output_root>/benchmarks/data.json``.
 """
@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from attnlab.errors import command  # light: the measured processes import the rest themselves
 
 OURS = ("bert_mlm", "bert_mlm_nsp", "lm_transformer")
 PEER = "hf_datasets"
@@ -164,10 +166,10 @@ def measure(pipeline: str, corpus: Path, cache: Path, workers: int, batches: int
 
 
 def _run(pipeline: str, corpus: Path, cache: Path, workers: int, batches: int) -> dict:
-    command = [sys.executable, __file__, "--measure", pipeline, str(corpus), str(cache)]
-    command += ["--workers", str(workers), "--batches", str(batches)]
+    argv = [sys.executable, "-m", __spec__.name, "--measure", pipeline, str(corpus), str(cache)]
+    argv += ["--workers", str(workers), "--batches", str(batches)]
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache / "hf"), "TOKENIZERS_PARALLELISM": "true"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f"{pipeline} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -225,7 +227,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> list[dict]:
+@command
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 10, 40, 100])
     parser.add_argument("--pipelines", nargs="+", default=[*OURS, PEER])
@@ -249,4 +252,4 @@ def main(argv: list[str]) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

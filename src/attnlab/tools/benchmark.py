@@ -14,7 +14,7 @@ formula of ``attnlab.callbacks.throughput``; the peak is the best of matmul prob
 dtype run before and after the timed steps (a probe under a burst of load reads low).
 Dropout is 0 so the losses are comparable and only the implementations are timed.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python scripts/benchmark.py [--quick] [--device cpu]
+    OMP_NUM_THREADS=2 attnlab-bench [--quick] [--device cpu]
 
 Writes benchmark.json and benchmark.md to --out.
 """
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.callbacks.throughput import matmul_peak_flops, model_flops_per_token, synchronize
+from attnlab.errors import command
 from attnlab.models.bert import BertForPreTraining, export_hf_bert_state_dict
 from attnlab.models.lm import count_parameters
 from attnlab.models.transformer import Encoder
@@ -309,12 +310,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="first vocab only, 1 + 3 steps")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/benchmark"))
-    args = parse_key_values(parser, [] if argv is None else argv)
+    args = parse_key_values(parser, sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.vocab, args.warmup, args.iters = args.vocab[:1], 1, 3
     return args
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     import transformers
 
@@ -344,4 +346,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -2,7 +2,7 @@
 
     python train.py experiment=translation_attention logger=csv
     python train.py experiment=translation_rnn logger=csv
-    python scripts/bleu_by_length.py outputs/translation_attention/runs/<run> \
+    attnlab-bleu-by-length outputs/translation_attention/runs/<run> \
         outputs/translation_rnn/runs/<run> out=bleu_by_length.png
 
 Reads each run's ``csv/version_*/metrics.csv`` (runs made with ``logger=csv`` or ``logger=many``)
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from attnlab.errors import command
 from attnlab.utils.runs import final_metrics, read_metrics
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plot_bars
@@ -40,6 +41,7 @@ def run_name(run: Path) -> str:
     return run.name
 
 
+@command
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run dirs of translation experiments")
