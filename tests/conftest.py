@@ -22,10 +22,10 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from attnlab import pipeline
-from attnlab.utils.config import compose_config
+from attnlab.api import job_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,30 +87,10 @@ def compose_run(
     config_name: str = "train",
     output_dir: Path | None = None,
 ) -> DictConfig:
-    """The config ``train.py``/``eval.py`` would build, with every write under ``root``.
-
-    ``output_dir`` (default ``root/run``) plays Hydra's run dir; HydraConfig is set so the
-    ``${hydra:...}`` interpolations resolve, and the ``hydra`` node dropped, as under
-    ``@hydra.main``.
-    """
-    output_dir = output_dir or root / "run"
-    cfg = compose_config(
-        [
-            *overrides,
-            f"paths.root_dir={root}",
-            f"paths.cache_dir={cache}",
-            "extras.print_config=false",
-        ],
-        config_name=config_name,
-        hydra=True,
-    )
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.run.dir = str(output_dir)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):  # the task function of @hydra.main gets the config without it
-        del cfg["hydra"]
-    return cfg
+    """The config ``train.py``/``eval.py`` would build, with every write under ``root`` and
+    the run folder ``output_dir`` (default ``root/run``)."""
+    settings = [f"paths.root_dir={root}", f"paths.cache_dir={cache}", "extras.print_config=false"]
+    return job_config([*overrides, *settings], config_name, output_dir=output_dir or root / "run")
 
 
 @pytest.fixture
@@ -151,7 +131,7 @@ def trainer_spy(monkeypatch: pytest.MonkeyPatch) -> TrainerSpy:
     return TrainerSpy(monkeypatch)
 
 
-def _run_cli(
+def run_command(
     args: Sequence[str], cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``python <args>`` from ``cwd``: a ``.py`` file relative to the repository root, or a
@@ -176,7 +156,7 @@ def _run_cli(
 def run_cli() -> Callable[..., subprocess.CompletedProcess]:
     """``run_cli(["train.py", "experiment=..."], cwd=tmp_path)``: a real entry-point run
     (session-wide, so module-scoped fixtures can share one run)."""
-    return _run_cli
+    return run_command
 
 
 def load_script(name: str) -> ModuleType:

@@ -9,18 +9,20 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import lightning as L
 import pytest
 import torch
 import wandb
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_command
 from test_e2e import SHORT
 
 from attnlab import pipeline
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError, NonFiniteLossGuard
-from attnlab.errors import ConfigError
+from attnlab.errors import ConfigError, user_error_message
 from attnlab.tasks.base import BaseTask
 from attnlab.utils.checkpoint_io import AtomicCheckpointIO
 
@@ -260,11 +262,24 @@ def _class_label_parquet(path: Path) -> None:
     datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
 
 
+def _one_class_image_folder(path: Path) -> None:
+    from PIL import Image
+
+    (path / "cats").mkdir(parents=True)
+    for i in range(6):
+        Image.new("L", (8, 8), i * 40).save(path / "cats" / f"{i}.png")
+
+
 TWEETS_FROM = ["experiment=tweet_attention"]  # + data.source.files=<the case's file>
-# (case, overrides, the file the run reads: (suffix, bytes or a writer; None: not written) or
-# None for the embedded data, the message's pattern)
+LM_FROM = ["experiment=lm_transformer", "data.sentences_column=null"]
+IMAGES_FROM = ["experiment=vit", "data.source.embedded=null"]
+HEADERLESS = r"seems to have no header row: its first row \[{}\] was read as the column names"
+# (case, overrides, the input the run reads, the message's pattern). The input is None (the
+# embedded data) or (suffix, bytes or a writer or None: not written, the key given its path).
 BAD_INPUTS = [
     ("unknown group option", ["model=nope"], None, r"(?s)'model/nope'.*options.*attention_pool"),
+    ("unknown logger", ["logger=nope"], None, r"(?s)'logger/nope'.*options in 'logger': csv, many"),
+    ("override syntax", ["trainer.max_epochs=[1"], None, r"no viable alternative at input '\[1'"),
     ("negative lr", ["task.optimizer.lr=-0.1"], None, r"lr=-0.1 must be > 0; e.g. task.optim"),
     ("dropout 1.5", ["model.dropout=1.5"], None, r"model.dropout=1.5: .* in \[0, 1\); e.g."),
     (
@@ -300,6 +315,26 @@ BAD_INPUTS = [
         None,
         r"Value 'soon' of type 'str' could not be converted to Integer\s+full_key: seed",
     ),
+    ("gpu without a GPU", ["trainer.accelerator=gpu"], None, r"no CUDA GPU: use trainer=cpu"),
+    (
+        "more devices than the machine has",
+        ["trainer.devices=100000"],
+        None,
+        r"trainer.devices=100000 but this machine has \d+ CPU cores?: set trainer.devices<=",
+    ),
+    ("ckpt_path=last, no earlier run", ["ckpt_path=last"], None, r"no last.ckpt under .*train"),
+    (
+        "truncated checkpoint",
+        [],
+        (".ckpt", b"PK\x03\x04 not a whole checkpoint", "ckpt_path"),
+        r"checkpoint '.*data.ckpt' cannot be read .*truncated or corrupted. Resume from another",
+    ),
+    (
+        "output folder that cannot be written",
+        [],
+        (".txt", b"a file, not a folder", "paths.output_root"),
+        r"cannot use '.*data.txt/.*': Not a directory. .*point it at a folder you can write",
+    ),
     ("missing data file", TWEETS_FROM, (".csv", None), r"data file not found: .*check the path"),
     (
         "missing column",
@@ -307,12 +342,24 @@ BAD_INPUTS = [
         (".csv", _tweets_csv("so good,2.5\n", header="tweet,rating")),
         r"column 'text' \(data.text_column\) not found.*\['tweet', 'rating'\]: set data.text_",
     ),
+    (
+        "csv without a header row",
+        TWEETS_FROM,
+        (".csv", _tweets_csv("so good,2.5\n", header="this is great,1.5")),
+        HEADERLESS.format(r"'this is great', '1.5'") + r".*\(text, rating, in the file's order\)",
+    ),
     ("empty dataset", TWEETS_FROM, (".csv", b"text,rating\n"), r"empty.*Add examples to it"),
     (
         "non-UTF-8 csv",
         TWEETS_FROM,
         (".csv", _tweets_csv("caf\xe9 au lait,2.5\n")),
         r"is not UTF-8 text \(.*byte 0xe9 .*re-save it as UTF-8",
+    ),
+    (
+        "ratings that are not numbers",
+        TWEETS_FROM,
+        (".csv", _tweets_csv("so good,high\n")),
+        r"column 'rating' \(data.rating_column\) .* holds text values \(e.g. 'high'\), not numb",
     ),
     (
         "labels outside the class set",
@@ -326,35 +373,140 @@ BAD_INPUTS = [
         (".tsv", b"en\tfr\nin the beginning\tau commencement\nand god said\n"),
         r"line 3 of '.*' has 1 tab-separated fields, expected 2 \(en <TAB> fr\)",
     ),
+    (
+        "parallel tsv without a header row",
+        ["experiment=translation_attention"],
+        (".tsv", b"in the beginning\tau commencement\n" * 40),
+        HEADERLESS.format("'in the beginning', 'au commencement'") + r".*or name the file .txt",
+    ),
+    (
+        "corpus with fewer rows than the splits",
+        LM_FROM,
+        (".txt", b"one line only.\n"),
+        r"the train data has 1 rows, too few to carve a test split \(data.test_fraction=0.1\)",
+    ),
+    (
+        "corpus shorter than one block",
+        LM_FROM,
+        (".txt", b"".join(b"line %d is here.\n" % i for i in range(40))),
+        r"split has \d+ tokens, not enough for one block of 128: lower data.block_size",
+    ),
+    (
+        "image folder of a single class",
+        IMAGES_FROM,
+        ("", _one_class_image_folder, "data.source.folder"),
+        r"image folder '.*' has a single class \(\['cats'\]\): a classifier needs at least two",
+    ),
+]
+# The cases run again through the real command line (each a fresh process, two at a time).
+ON_THE_COMMAND_LINE = [
+    "unknown group option",
+    "unknown logger",
+    "override syntax",
+    "misspelt top-level key",
+    "top-level value of the wrong type",
+    "gpu without a GPU",
+    "ckpt_path=last, no earlier run",
+    "truncated checkpoint",
+    "output folder that cannot be written",
+    "missing data file",
+    "csv without a header row",
+    "ratings that are not numbers",
+    "parallel tsv without a header row",
 ]
 
 
+def _prepare(root: Path, overrides: list[str], source) -> list[str]:
+    """The case's overrides, its input written under ``root``, a user experiment folder."""
+    experiments = root / "conf" / "experiment"  # a user's own, found through hydra.searchpath
+    experiments.mkdir(parents=True, exist_ok=True)
+    (experiments / "typo.yaml").write_text("# @package _global_\noptimised_metric: val/acc\n")
+    if source is None:
+        return list(overrides)
+    suffix, content, key = (*source, "data.source.files")[:3]
+    path = root / f"data{suffix}"
+    if callable(content):
+        content(path)
+    elif content is not None:
+        path.write_bytes(content)
+    return [*overrides, f"{key}={path}"]
+
+
+# Hydra makes the run folder before attnlab's code runs: only the command line meets this one.
+COMMAND_LINE_ONLY = {"output folder that cannot be written"}
+IN_PROCESS = [case for case in BAD_INPUTS if case[0] not in COMMAND_LINE_ONLY]
+
+
 @pytest.mark.parametrize(
-    ("overrides", "file", "message"),
-    [case[1:] for case in BAD_INPUTS],
-    ids=[case[0] for case in BAD_INPUTS],
+    ("overrides", "source", "message"),
+    [case[1:] for case in IN_PROCESS],
+    ids=[case[0] for case in IN_PROCESS],
 )
 def test_a_bad_input_is_an_error_naming_the_problem_and_the_fix(
-    compose, tmp_path: Path, overrides: list[str], file, message: str
+    compose, tmp_path: Path, overrides: list[str], source, message: str
 ) -> None:
-    """Through ``pipeline.train`` (an unknown experiment: test_e2e's entry-point test)."""
-    experiments = tmp_path / "conf" / "experiment"  # a user's own, found through hydra.searchpath
-    experiments.mkdir(parents=True)
-    (experiments / "typo.yaml").write_text("# @package _global_\noptimised_metric: val/acc\n")
-    overrides = [*overrides, f"hydra.searchpath=[file://{tmp_path / 'conf'}]"]
-    if file is not None:
-        suffix, content = file
-        path = tmp_path / f"data{suffix}"
-        if callable(content):
-            content(path)
-        elif content is not None:
-            path.write_bytes(content)
-        overrides = [*overrides, f"data.source.files={path}"]
+    """Through ``pipeline.train``; the message is what the command line prints."""
+    overrides = _prepare(tmp_path, overrides, source)
+    overrides += [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "debug=fdr"]  # fdr: 1 batch
     with pytest.raises(Exception) as error:
-        pipeline.train(compose([*overrides, "debug=fdr"]))  # fdr: if it ran, only one batch
-    shown = f"{error.value}\n{error.value.__cause__ or ''}"  # Hydra's CLI prints both
+        pipeline.train(compose(overrides))
+    shown = user_error_message(error.value)
+    assert shown is not None, f"not reported as the user's mistake: {error.value!r}"
     assert re.search(message, shown), shown
-    assert not isinstance(error.value, (KeyError, IndexError, RuntimeError)), error.value
+
+
+@pytest.fixture(scope="module")
+def command_line_failures(tmp_path_factory, cache_dir: Path) -> dict[str, CompletedProcess]:
+    """Each ``ON_THE_COMMAND_LINE`` case run as ``attnlab-train ...`` from an empty folder."""
+    cases = {case[0]: case[1:] for case in BAD_INPUTS}
+
+    def run(name: str) -> CompletedProcess:
+        root = tmp_path_factory.mktemp("bad_input")
+        overrides, source, _ = cases[name]
+        args = ["--config-dir", str(root / "conf"), *_prepare(root, overrides, source)]
+        args += [f"paths.root_dir={root}", f"paths.cache_dir={cache_dir}", "debug=fdr"]
+        (root / "cwd").mkdir()
+        return run_command(["attnlab-train", *args], cwd=root / "cwd")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(ON_THE_COMMAND_LINE, pool.map(run, ON_THE_COMMAND_LINE), strict=True))
+
+
+@pytest.mark.parametrize("name", ON_THE_COMMAND_LINE)
+def test_a_bad_input_on_the_command_line_is_one_short_message(
+    command_line_failures: dict[str, CompletedProcess], name: str
+) -> None:
+    """Exit status 2, no traceback, a few lines, and the message naming the key or file."""
+    result = command_line_failures[name]
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) <= 15, output
+    (error_line,) = [line for line in result.stderr.splitlines() if "attnlab: error:" in line]
+    message = {case[0]: case[3] for case in BAD_INPUTS}[name]
+    shown = result.stderr[result.stderr.index("attnlab: error:") :]
+    assert error_line.startswith("attnlab: error: ") and re.search(message, shown), shown
+
+
+def test_hydra_full_error_shows_the_whole_traceback(cache_dir: Path, tmp_path: Path) -> None:
+    result = run_command(
+        ["attnlab-train", f"paths.root_dir={tmp_path}", "ckpt_path=last", "debug=fdr"],
+        cwd=tmp_path,
+        env={"HYDRA_FULL_ERROR": "1"},
+    )
+    assert result.returncode == 1 and "Traceback" in result.stderr, result.stderr[-3000:]
+    assert "ConfigError: ckpt_path=last: no last.ckpt under" in result.stderr
+
+
+def test_a_run_ending_before_its_first_validation_warns_and_returns_no_score(
+    compose, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """``trainer.max_steps=2`` stops inside the first epoch: no val/f1 to return to a sweeper."""
+    cfg = compose(["experiment=tweet_attention", "trainer.max_steps=2", "logger=none"])
+    assert pipeline.train(cfg) is None
+    assert "optimized_metric='val/f1' was not logged" in caplog.text
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # the work is kept
 
 
 def test_a_checkpoint_every_n_steps_resumes_mid_epoch(compose, trainer_spy, tmp_path) -> None:

@@ -8,10 +8,12 @@ any folder; ``--config-dir DIR`` (or ``hydra.searchpath=[file://DIR]``) adds a u
 
 from __future__ import annotations
 
+import logging
+from types import ModuleType
+
 import hydra
 from omegaconf import DictConfig
 
-from attnlab import pipeline
 from attnlab.errors import command
 from attnlab.utils.config import CONF_MODULE
 from attnlab.utils.schema import register_schemas
@@ -19,14 +21,25 @@ from attnlab.utils.schema import register_schemas
 register_schemas()  # conf/train.yaml and eval.yaml start from them
 
 
+def _pipeline() -> ModuleType:
+    """``attnlab.pipeline``, imported once the config is composed, so a config mistake is
+    reported in a second rather than after Lightning's import. Lightning's messages then go
+    through the logging Hydra configured (the console and the run's log file) instead of also
+    through Lightning's own console handler, which would print each of them twice."""
+    from attnlab import pipeline
+
+    logging.getLogger("lightning").handlers.clear()
+    return pipeline
+
+
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONF_MODULE}", config_name="train")
 def _train(cfg: DictConfig) -> float | None:
-    return pipeline.train(cfg)
+    return _pipeline().train(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONF_MODULE}", config_name="eval")
 def _evaluate(cfg: DictConfig) -> dict[str, float]:
-    return pipeline.evaluate(cfg)
+    return _pipeline().evaluate(cfg)
 
 
 @command

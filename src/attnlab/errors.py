@@ -12,13 +12,14 @@ everything; any other exception keeps its full traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from hydra.errors import CompactHydraException
 from omegaconf.errors import OmegaConfBaseException
@@ -33,12 +34,13 @@ class DataError(ValueError):
 
 
 USER_ERRORS = (ConfigError, DataError)
+# A path the run cannot write (or read): most often the output folder.
+UNUSABLE_PATH = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC}
 EXIT_USER_ERROR = 2  # as argparse: the command was given something it cannot use
 # The user's own HYDRA_FULL_ERROR, recorded by the first process: the boundary turns Hydra's on
 # to see the original exceptions, and processes the run starts (DDP ranks) inherit both.
 USER_FULL_ERROR = "ATTNLAB_USER_HYDRA_FULL_ERROR"
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -51,6 +53,12 @@ def user_error_message(error: BaseException) -> str | None:
             return str(current)
         seen.add(id(current))
         current = current.__cause__ or current.__context__
+    if isinstance(error, OSError) and error.errno in UNUSABLE_PATH and error.filename:
+        return (
+            f"cannot use '{error.filename}': {error.strerror}. Runs write under "
+            "paths.output_root (default: ./outputs where you launch): point it at a folder you "
+            "can write, e.g. paths.output_root=$HOME/attnlab-outputs (or set ATTNLAB_ROOT)"
+        )
     if isinstance(error, CompactHydraException):  # composing the config failed
         cause = error.__cause__
         extra = f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else ""
@@ -71,7 +79,9 @@ def _compact(hydra_message: str) -> str:
 @contextmanager
 def error_boundary() -> Iterator[None]:
     """Around a command's main: user errors become ``attnlab: error: ...`` and exit status 2."""
-    os.environ.setdefault(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", ""))
+    recorded_here = USER_FULL_ERROR not in os.environ  # else a parent process recorded it
+    if recorded_here:
+        os.environ[USER_FULL_ERROR] = os.environ.get("HYDRA_FULL_ERROR", "")
     show_everything = os.environ[USER_FULL_ERROR] == "1"
     hydra_before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
@@ -88,14 +98,19 @@ def error_boundary() -> Iterator[None]:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = hydra_before
+        if recorded_here:
+            os.environ.pop(USER_FULL_ERROR, None)
 
 
-def command(main: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a console script's main with the error boundary."""
+def command(main: Callable[..., R]) -> Callable[..., R | None]:
+    """A console script's main behind the error boundary. Called with no arguments (as the
+    console script calls it: ``sys.exit(main())``) it returns None, the exit status 0, rather
+    than its result; ``main(argv)`` from Python returns the result."""
 
     @functools.wraps(main)
-    def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
+    def bounded(*args: Any, **kwargs: Any) -> R | None:
         with error_boundary():
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+        return result if args or kwargs else None
 
     return bounded

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError
 from attnlab.errors import ConfigError
+from attnlab.utils.checkpoint_io import read_checkpoint
 from attnlab.utils.config import print_config, save_config
 from attnlab.utils.config_checks import check_run_config
 from attnlab.utils.wandb_fallback import online_or_offline
@@ -99,7 +101,7 @@ def build(
     datamodule = instantiate(cfg.data)
     state = None
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = read_checkpoint(checkpoint)
         saved = state.get(type(datamodule).__qualname__)
         if saved is not None:
             datamodule.load_state_dict(saved)
@@ -235,8 +237,23 @@ def _metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v)}
 
 
+@dataclass
+class RunResult:
+    """What a training run leaves: its metrics, its folder and its best checkpoint."""
+
+    metrics: dict[str, float]  # the last logged value of every metric, test metrics included
+    run_dir: Path
+    best_checkpoint: Path | None  # of the monitored ModelCheckpoint (None: checkpointing off)
+    optimized: float | None  # cfg.optimized_metric, as returned to sweepers
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit and test one run; returns ``cfg.optimized_metric`` for sweepers."""
+    return run(cfg).optimized
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """Fit and test one run (``cfg.train``, ``cfg.test``); resume from ``cfg.ckpt_path``."""
     register_resolvers()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -249,6 +266,8 @@ def train(cfg: DictConfig) -> float | None:
     save_config(cfg, Path(cfg.paths.output_dir) / "config_resolved.yaml")
     trainer, loggers = make_trainer(cfg)
     launched_here = [name for name in LAUNCHER_ENV if name not in os.environ]
+    best = trainer.checkpoint_callback  # the first ModelCheckpoint: the monitored one
+    best = best if isinstance(best, ModelCheckpoint) else None
     try:
         for logger in loggers:
             logger.log_hyperparams(task.run_config)
@@ -259,14 +278,14 @@ def train(cfg: DictConfig) -> float | None:
         if diverged and cfg.get("optimized_metric"):
             metrics[cfg.optimized_metric] = math.nan  # scored as the worst trial by _optimized
         if cfg.test and not diverged:
-            best = trainer.checkpoint_callback  # the first ModelCheckpoint: the monitored one
-            ckpt = (best.best_model_path or None) if isinstance(best, ModelCheckpoint) else None
+            ckpt = (best.best_model_path or None) if best is not None else None
             trainer.test(task, datamodule=datamodule, ckpt_path=ckpt if cfg.train else None)
             metrics.update(_metrics(trainer))
     finally:
         _close_loggers()
         _end_distributed(launched_here)
-    return _optimized(cfg, metrics)
+    best_path = Path(best.best_model_path) if best is not None and best.best_model_path else None
+    return RunResult(metrics, Path(cfg.paths.output_dir), best_path, _optimized(cfg, metrics))
 
 
 # Set by Lightning's DDP launcher in the process that starts the others (see _end_distributed).
@@ -303,10 +322,12 @@ def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    if name not in metrics:
-        raise ConfigError(
-            f"optimized_metric='{name}' was not logged; logged metrics: {sorted(metrics)}"
+    if name not in metrics:  # e.g. trainer.max_steps ended the run before its first validation
+        log.warning(
+            f"optimized_metric='{name}' was not logged (logged: {sorted(metrics)}); the run "
+            "returns no score. Sweeps need it: validate at least once, or pick a logged metric"
         )
+        return None
     value = metrics[name]
     if not math.isfinite(value):
         # A NaN return stops hydra-optuna-sweeper's whole study (optuna refuses it, and the
@@ -330,7 +351,7 @@ def load_checkpoint(
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: '{path}'; check ckpt_path")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path)
     if "attnlab_config" not in checkpoint:
         raise ConfigError(f"'{path}' was not written by attnlab's train.py (it has no config)")
     cfg = OmegaConf.create(checkpoint["attnlab_config"])

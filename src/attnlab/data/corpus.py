@@ -139,6 +139,13 @@ class CorpusDataModule(TokenizedDataModule):
             val_fraction=self.val_fraction,
             test_fraction=self.test_fraction,
         )
+        names = raw["train"].column_names
+        if self.sentences_column not in (None, *names) and self.text_column in names:
+            raise DataError(
+                f"column '{self.sentences_column}' (data.sentences_column) not found; the data has "
+                f"columns {names}: set data.sentences_column=null to read its "
+                f"'{self.text_column}' column (data.text_column) instead"
+            )
         column = {"sentences_column": self.sentences_column} if self.sentences_column else {}
         require_columns(raw["train"], column or {"text_column": self.text_column})
         if self.sentences_column and isinstance(raw["train"][0][self.sentences_column], str):

@@ -91,6 +91,12 @@ def load_image_folder(folder: str | Path) -> DatasetDict:
             f"could not read the image folder '{folder}': {error}. Expected class sub-folders "
             "(folder/CLASS/IMAGE.png), optionally under train/, validation/ and test/"
         ) from error
+    if "label" not in next(iter(loaded.values())).column_names:  # imagefolder: one class, no labels
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        raise DataError(
+            f"the image folder '{folder}' has a single class ({classes}): a classifier needs at "
+            "least two, one sub-folder of images each (folder/CLASS/IMAGE.png)"
+        )
     return DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})
 
 

@@ -366,7 +366,9 @@ class ParallelCorpusDataModule(SplitDataModule):
                 [p[self.target_lang] for p in pairs],
             )
         require_columns(
-            table, {"source_column": self.source_column, "target_column": self.target_column}
+            table,
+            {"source_column": self.source_column, "target_column": self.target_column},
+            headerless_fix=" or name the file .txt (read as source<TAB>target, no header)",
         )
         return list(table[self.source_column]), list(table[self.target_column])
 

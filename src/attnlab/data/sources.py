@@ -113,6 +113,9 @@ def split_by_column(dataset: Dataset, column: str = "split") -> DatasetDict:
     )
 
 
+FRACTION_KEYS = {"test": "test_fraction", "validation": "val_fraction"}
+
+
 def ensure_splits(
     splits: DatasetDict, seed: int, val_fraction: float, test_fraction: float
 ) -> DatasetDict:
@@ -127,7 +130,14 @@ def ensure_splits(
             continue
         if not 0 < fraction < 1:
             raise DataError(f"the source has no '{name}' split: set a {name} fraction in (0, 1)")
-        parts = train.train_test_split(test_size=fraction, seed=seed)
+        try:
+            parts = train.train_test_split(test_size=fraction, seed=seed)
+        except ValueError as error:  # too few rows to leave both sides non-empty
+            raise DataError(
+                f"the train data has {len(train)} rows, too few to carve a {name} split "
+                f"(data.{FRACTION_KEYS[name]}={fraction}) from it: add rows, or give the split "
+                f"as its own file (source.files.{name}=PATH)"
+            ) from error
         train, out[name] = parts["train"], parts["test"]
     out["train"] = train
     for name in SPLITS:
@@ -219,11 +229,28 @@ def stream_splits(
     return {name: streams[name] for name in SPLITS}
 
 
-def require_columns(dataset: Dataset, columns: Mapping[str, str | None]) -> None:
-    """Fail with the config key to change when a configured column is missing."""
-    for key, column in columns.items():
-        if column is not None and column not in dataset.column_names:
-            raise DataError(
-                f"column '{column}' (data.{key}) not found; the data has columns "
-                f"{dataset.column_names}: set data.{key} to one of them"
-            )
+def require_columns(
+    dataset: Dataset, columns: Mapping[str, str | None], headerless_fix: str = ""
+) -> None:
+    """Fail with the config key to change when a configured column is missing.
+
+    When none of two or more is there and the table has exactly as many columns, its first row was
+    most likely data read as the header: the message says so (one behaviour for every
+    DataModule: a table without a header row is stopped, never guessed at).
+    """
+    wanted = {key: column for key, column in columns.items() if column is not None}
+    missing = {key: column for key, column in wanted.items() if column not in dataset.column_names}
+    if not missing:
+        return
+    if len(missing) == len(wanted) == len(dataset.column_names) >= 2:
+        raise DataError(
+            f"the file seems to have no header row: its first row {dataset.column_names} was "
+            f"read as the column names. Add a first line naming the columns "
+            f"({', '.join(wanted.values())}, in the file's order){headerless_fix}, or set "
+            f"{', '.join(f'data.{key}' for key in wanted)} to the names the file uses"
+        )
+    key, column = next(iter(missing.items()))
+    raise DataError(
+        f"column '{column}' (data.{key}) not found; the data has columns "
+        f"{dataset.column_names}: set data.{key} to one of them"
+    )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from datasets import ClassLabel, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, Value
 from torch.utils.data import DataLoader
 
 from attnlab.data.base import TokenizedDataModule
@@ -111,11 +111,25 @@ class TweetsDataModule(TokenizedDataModule):
             for name in texts
         }
 
+    def _check_ratings_are_numbers(self, name: str, split: Dataset) -> None:
+        feature = split.features[self.rating_column]
+        if isinstance(feature, Value) and feature.dtype.startswith(("int", "uint", "float")):
+            return
+        sample = next((v for v in split[self.rating_column] if v is not None), None)
+        kind = feature.dtype if isinstance(feature, Value) else type(feature).__name__
+        raise DataError(
+            f"column '{self.rating_column}' (data.rating_column) of the '{name}' split holds "
+            f"{'text' if 'string' in kind else kind} values "
+            f"(e.g. {sample!r}), not numbers: give numeric ratings, or name a column of class "
+            "labels with data.label_column=COLUMN data.rating_column=null"
+        )
+
     def _texts_and_labels(self, raw: DatasetDict) -> tuple[dict, dict]:
         texts, labels = {}, {}
         if self.rating_column:
             self.class_names = LABEL_SCHEMES[self.label_scheme]
             for name, split in raw.items():
+                self._check_ratings_are_numbers(name, split)
                 pairs = [
                     (text, rating_to_label(r, self.label_scheme, self.neutral_threshold))
                     for text, r in zip(

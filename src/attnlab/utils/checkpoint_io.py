@@ -9,6 +9,7 @@ syncs it to disk and renames it over the target (``os.replace`` is atomic on POS
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,21 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
+
+from attnlab.errors import ConfigError
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file's contents; a truncated or corrupted file is a ``ConfigError`` that
+    names it, not a zip or unpickling error from inside ``torch.load``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, ImportError, pickle.UnpicklingError) as e:
+        raise ConfigError(
+            f"checkpoint '{path}' cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}): "
+            "it is truncated or corrupted. Resume from another one (an earlier epoch's file in "
+            "the same checkpoints/ folder) or train again"
+        ) from e
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import typing
 from collections.abc import Callable, Iterator
 from numbers import Real
 from types import UnionType
 from typing import Any
 
+import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
@@ -49,6 +51,32 @@ def check_run_config(cfg: DictConfig) -> None:
                 f"{key}={length} is longer than the model's position table "
                 f"(model.max_len={max_len}): set model.max_len>={length} or {key}<={max_len}"
             )
+    if cfg.get("trainer"):
+        check_devices(cfg.trainer)
+
+
+def check_devices(trainer: DictConfig) -> None:
+    """``trainer=gpu`` without a GPU, or more devices than the machine has, named before
+    Lightning fails on it (a GPU request) or starts more CPU processes than there are cores."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    devices = trainer.get("devices", "auto")
+    gpus = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} (trainer=gpu) but this machine has no CUDA GPU: "
+            "use trainer=cpu, or trainer=default (a GPU when there is one)"
+        )
+    wanted = len(devices) if OmegaConf.is_list(devices) or isinstance(devices, list) else devices
+    if not isinstance(wanted, int) or wanted <= 1:
+        return  # "auto", -1 (all of them) and a single device always fit
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    available, kind = (gpus, "GPU") if on_gpu else (os.cpu_count() or 1, "CPU core")
+    if wanted > available:
+        raise ConfigError(
+            f"trainer.devices={devices} but this machine has {available} {kind}"
+            f"{'s' if available != 1 else ''}: set trainer.devices<={available} "
+            "(or trainer.devices=auto)"
+        )
 
 
 def check_targets(node: Any, key: str = "") -> None:

@@ -1,0 +1,463 @@
+"""Images and class labels as normalised tensors, for the Vision Transformer.
+
+Sources (the first one set wins, as in ``load_splits``): a hub dataset with an image and a label
+column, a local folder read by datasets' ``imagefolder`` (``folder/CLASS/IMAGE.png``, optionally
+under ``train/``, ``validation/``, ``test/``), MNIST-format IDX files (``.gz`` too), or the
+embedded 5,000 MNIST digits (``embedded/mnist_5k.npz``, sorted by label). Everything is decoded
+once into uint8 tensors (N, C, H, W) held in memory, which suits MNIST- and CIFAR-sized data.
+Missing validation/test splits are carved from train by ``ensure_splits`` (a seeded shuffle).
+
+Batches are ``{"images": float (B, C, H, W), "labels": (B,)}``: pixels scaled to [0, 1], in
+training randomly shifted (zero padding, then a random crop) and optionally flipped, then
+normalised with per-channel mean/std from the config or computed on the train split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from datasets import ClassLabel, Dataset, DatasetDict, Image
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from attnlab.data.base import SplitDataModule
+from attnlab.data.sources import (
+    EMBEDDED_DIR,
+    SPLIT_ALIASES,
+    SPLITS,
+    DataError,
+    ensure_splits,
+    load_hub,
+    require_columns,
+)
+
+SOURCE_KEYS = ("hub", "hub_config", "folder", "idx", "embedded")
+AUGMENT_DEFAULTS = {"shift": 0, "hflip": False}
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+GREY_MODES = ("1", "L", "I", "I;16", "F")  # PIL modes read as one channel
+LUMA = torch.tensor([0.299, 0.587, 0.114])  # RGB -> grey as PIL's convert("L")
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format; gzip-compressed if it ends in .gz) as an array.
+
+    Header: two zero bytes, a type code (0x08 = uint8 ...), the number of dimensions, then each
+    dimension as a big-endian uint32; the values follow, big-endian, row-major.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"IDX file not found: '{path}' (data.source.idx); check the path")
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"cannot read IDX file '{path}': {error}") from error
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in IDX_DTYPES:
+        raise DataError(
+            f"'{path}' is not an IDX file (it starts with {data[:4].hex()}, not 0000 + a type "
+            "code); gzip-compressed files must end in .gz"
+        )
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    dtype = np.dtype(IDX_DTYPES[data[2]])
+    body = data[4 + 4 * ndim :]
+    if len(body) != int(np.prod(dims)) * dtype.itemsize:
+        raise DataError(
+            f"'{path}' holds {len(body)} bytes of values but its header promises shape {dims} "
+            f"of {dtype.name}: the file is truncated or corrupt"
+        )
+    return np.frombuffer(body, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def load_image_folder(folder: str | Path) -> DatasetDict:
+    """``folder/CLASS/*.png`` (or ``folder/SPLIT/CLASS/*.png``) through datasets' imagefolder."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: '{folder}' (data.source.folder); check the path")
+    try:
+        loaded = datasets.load_dataset("imagefolder", data_dir=str(folder))
+    except Exception as error:  # datasets raises several types for an empty or odd folder
+        raise DataError(
+            f"could not read the image folder '{folder}': {error}. Expected class sub-folders "
+            "(folder/CLASS/IMAGE.png), optionally under train/, validation/ and test/"
+        ) from error
+    if "label" not in next(iter(loaded.values())).column_names:  # imagefolder: one class, no labels
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        raise DataError(
+            f"the image folder '{folder}' has a single class ({classes}): a classifier needs at "
+            "least two, one sub-folder of images each (folder/CLASS/IMAGE.png)"
+        )
+    return DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})
+
+
+def resize_images(images: Tensor, size: int) -> Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear with antialiasing."""
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def convert_channels(images: Tensor, channels: int) -> Tensor:
+    """uint8 (N, C, H, W) with C in 1, 3, 4 -> ``channels`` (1: grey, 3: RGB; alpha dropped)."""
+    have = images.size(1)
+    if have == 4:
+        images, have = images[:, :3], 3
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    if have == 3 and channels == 1:
+        grey = (images.float() * LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return grey.round().clamp(0, 255).to(torch.uint8)
+    raise DataError(f"cannot turn {have}-channel images into {channels}: use data.channels 1 or 3")
+
+
+def random_shift(images: Tensor, max_shift: int) -> Tensor:
+    """Shift each image by up to ``max_shift`` pixels each way: zero-pad, crop at random."""
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (batch, 1))
+    dx = torch.randint(0, 2 * max_shift + 1, (batch, 1))
+    rows = (dy + torch.arange(height))[:, :, None]  # (B, H, 1)
+    cols = (dx + torch.arange(width))[:, None, :]  # (B, 1, W)
+    picked = padded.permute(0, 2, 3, 1)[torch.arange(batch)[:, None, None], rows, cols]
+    return picked.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
+
+
+def random_hflip(images: Tensor) -> Tensor:
+    """Mirror a random half of the images left-right."""
+    flip = torch.rand(images.size(0)) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+class ImageBatch:
+    """(uint8 image, label) examples -> {"images": normalised float, "labels"}, augmented first
+    when ``shift``/``hflip`` are set (the training loader)."""
+
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], shift: int = 0, hflip: bool = False
+    ) -> None:
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.shift = shift
+        self.hflip = hflip
+
+    def __call__(self, examples: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+        images = torch.stack([image for image, _ in examples]).float() / 255
+        if self.shift:
+            images = random_shift(images, self.shift)
+        if self.hflip:
+            images = random_hflip(images)
+        labels = torch.stack([label for _, label in examples])
+        return {"images": (images - self.mean) / self.std, "labels": labels}
+
+
+def _as_list(value: float | Sequence[float] | None) -> list[float] | None:
+    if value is None:
+        return None
+    return [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
+
+
+class ImagePatchesDataModule(SplitDataModule):
+    """Image classification data from a hub dataset, an image folder, IDX files or the embedded
+    digits.
+
+    ``num_classes``, ``image_size``, ``channels`` and ``class_names`` are ready on first access,
+    before ``setup``, so configs can hand them to the model (``${datamodule:image_size}``).
+    ``image_size``/``channels`` null take the data's own; set, they are what every image must
+    have (or is resized/converted to, with ``resize=true``; channels always convert).
+    """
+
+    def __init__(
+        self,
+        source: Mapping[str, Any],
+        image_column: str = "image",
+        label_column: str = "label",
+        class_names: Sequence[str] | None = None,
+        image_size: int | None = None,
+        resize: bool = False,
+        channels: int | None = None,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        augment: Mapping[str, Any] | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 1234,
+    ) -> None:
+        super().__init__()
+        unknown = set(source) - set(SOURCE_KEYS)
+        if unknown:
+            raise DataError(f"unknown data.source keys {sorted(unknown)}; use {SOURCE_KEYS}")
+        unknown = set(augment or {}) - set(AUGMENT_DEFAULTS)
+        if unknown:
+            raise DataError(f"unknown data.augment keys {sorted(unknown)}; use {AUGMENT_DEFAULTS}")
+        if channels not in (None, 1, 3):
+            raise DataError(f"data.channels={channels}: use 1 (grey), 3 (RGB) or null (as stored)")
+        self.source = dict(source)
+        self.image_column = image_column
+        self.label_column = label_column
+        self.resize = resize
+        self.augment = {**AUGMENT_DEFAULTS, **(augment or {})}
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        # What the model and a checkpoint need; null entries are filled from the data.
+        self._class_names = list(class_names) if class_names else None
+        self._image_size = image_size
+        self._channels = channels
+        self.mean = _as_list(mean)
+        self.std = _as_list(std)
+        self._restored = False  # set by load_state_dict: no data needed for the properties
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    # What the model needs, available before setup.
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._ready()._class_names
+
+    @property
+    def image_size(self) -> int:
+        return self._ready()._image_size
+
+    @property
+    def channels(self) -> int:
+        return self._ready()._channels
+
+    def _ready(self) -> ImagePatchesDataModule:
+        if not self.splits and not self._restored:
+            self._load()
+        return self
+
+    def _load(self) -> None:
+        raw, names = self._read_source()
+        if self._class_names is None:
+            self._class_names = names
+        top = max(int(labels.max()) for _, labels in raw.values())
+        if top >= len(self._class_names):
+            raise DataError(
+                f"labels go up to {top} but there are {len(self._class_names)} class names "
+                f"({self._class_names[:5]}...): give data.class_names one name per class"
+            )
+        self.splits = self._carve(raw)
+        if self.mean is None or self.std is None:  # else from the config or a checkpoint
+            pixels = self.splits["train"][0].float().div(255).transpose(0, 1).flatten(1)
+            self.mean = self.mean or pixels.mean(1).tolist()
+            self.std = self.std or pixels.std(1).clamp(min=1e-6).tolist()
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != self._channels:
+                raise DataError(
+                    f"data.{name} has {len(values)} values for {self._channels}-channel images: "
+                    "give one per channel, or null to compute it on the train split"
+                )
+
+    def _read_source(self) -> tuple[dict[str, tuple[Tensor, Tensor]], list[str]]:
+        """{split: (uint8 images (N, C, S, S), labels)} and the class names, from the source."""
+        source = self.source
+        if source.get("hub"):
+            return self._from_datasets(load_hub(source["hub"], source.get("hub_config")))
+        if source.get("folder"):
+            return self._from_datasets(load_image_folder(source["folder"]))
+        if source.get("idx"):
+            return self._from_arrays(self._read_idx_files(source["idx"]))
+        if source.get("embedded"):
+            return self._from_arrays(self._read_npz(EMBEDDED_DIR / source["embedded"]))
+        raise DataError("no data source: set data.source.hub, folder, idx or embedded")
+
+    @staticmethod
+    def _read_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        if not path.is_file():
+            raise DataError(f"embedded file not found: '{path}' (data.source.embedded)")
+        with np.load(path) as arrays:
+            if not {"images", "labels"} <= set(arrays.files):
+                raise DataError(f"'{path}' needs arrays 'images' and 'labels' (has {arrays.files})")
+            return {"train": (arrays["images"], arrays["labels"])}
+
+    @staticmethod
+    def _read_idx_files(files: Mapping[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{train_images, train_labels, [validation_|test_]...}`` paths -> arrays per split."""
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        for key, path in files.items():
+            split, _, kind = key.rpartition("_")
+            split = SPLIT_ALIASES.get(split, split)
+            if split not in SPLITS or kind not in ("images", "labels"):
+                raise DataError(
+                    f"data.source.idx.{key}: keys are SPLIT_images / SPLIT_labels with SPLIT in "
+                    f"{SPLITS} (e.g. train_images)"
+                )
+            if path:
+                arrays.setdefault(split, {})[kind] = read_idx(path)
+        if "train" not in arrays:
+            raise DataError("data.source.idx needs train_images and train_labels")
+        out = {}
+        for split, pair in arrays.items():
+            if set(pair) != {"images", "labels"}:
+                raise DataError(f"data.source.idx: give both {split}_images and {split}_labels")
+            if len(pair["images"]) != len(pair["labels"]):
+                raise DataError(
+                    f"data.source.idx: {len(pair['images'])} {split} images but "
+                    f"{len(pair['labels'])} labels; the files do not belong together"
+                )
+            out[split] = (pair["images"], pair["labels"])
+        return out
+
+    def _from_arrays(
+        self, arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[dict[str, tuple[Tensor, Tensor]], list[str]]:
+        """uint8 arrays (N, H, W) or (N, H, W, C) with integer labels 0..K-1."""
+        out = {}
+        for split, (images, labels) in arrays.items():
+            if images.ndim not in (3, 4) or images.dtype != np.uint8:
+                raise DataError(
+                    f"{split} images must be uint8 (N, H, W) or (N, H, W, C), got "
+                    f"{images.dtype} {images.shape}"
+                )
+            tensor = torch.from_numpy(np.ascontiguousarray(images))
+            tensor = tensor[:, None] if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
+            out[split] = (self._fit(tensor, f"the {split} images"), torch.from_numpy(labels).long())
+        top = max(int(labels.max()) for _, labels in out.values())
+        return out, [str(i) for i in range(top + 1)]
+
+    def _fit(self, images: Tensor, name: str) -> Tensor:
+        """Images (N, C, H, W) of one size -> the configured channels and size (or theirs)."""
+        if self._channels is None:
+            self._channels = 1 if images.size(1) == 1 else 3
+        images = convert_channels(images, self._channels)
+        height, width = images.shape[-2:]
+        if self._image_size is None:
+            if height != width:
+                raise DataError(
+                    f"{name} are {width}x{height}, not square: set data.image_size=S and "
+                    "data.resize=true"
+                )
+            self._image_size = height
+        if (height, width) != (self._image_size, self._image_size):
+            if not self.resize:
+                raise DataError(
+                    f"{name} are {width}x{height}, not {self._image_size}x{self._image_size} "
+                    "(data.image_size or the first image): set data.resize=true, or remove it"
+                )
+            images = resize_images(images, self._image_size)
+        return images
+
+    def _from_datasets(
+        self, splits: DatasetDict
+    ) -> tuple[dict[str, tuple[Tensor, Tensor]], list[str]]:
+        """A hub or imagefolder DatasetDict: decode every image, index the labels."""
+        splits = {name: split for name, split in splits.items() if name in SPLITS}
+        if "train" not in splits:
+            raise DataError(f"the source has no 'train' split (it has {list(splits)})")
+        columns = {"image_column": self.image_column, "label_column": self.label_column}
+        for split in splits.values():
+            require_columns(split, columns)
+        feature = splits["train"].features[self.label_column]
+        if isinstance(feature, ClassLabel):
+            names = list(feature.names)
+            index = None
+        else:
+            values = sorted({v for split in splits.values() for v in split[self.label_column]})
+            names = [str(v) for v in values]
+            index = {v: i for i, v in enumerate(values)}
+        out = {}
+        for name, split in splits.items():
+            labels = split[self.label_column]
+            labels = torch.tensor(labels if index is None else [index[v] for v in labels])
+            out[name] = (self._decode(split, name), labels)
+        return out, names
+
+    def _decode(self, split: Dataset, split_name: str) -> Tensor:
+        """Every image of ``split`` as uint8 (N, C, S, S); a bad one raises naming its file."""
+        if isinstance(split.features[self.image_column], Image):
+            split = split.cast_column(self.image_column, Image(decode=False))
+        images = []
+        for i, item in enumerate(split[self.image_column]):
+            if isinstance(item, dict):  # an encoded image: {"bytes", "path"}
+                name = item.get("path") or f"{split_name}[{i}]"
+                array = self._open(item, name)
+            else:  # an array column
+                name, array = f"{split_name}[{i}]", np.asarray(item, dtype=np.uint8)
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            tensor = tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+            images.append(self._fit(tensor[None], f"image '{name}'")[0])
+        return torch.stack(images)
+
+    def _open(self, item: Mapping[str, Any], name: str) -> np.ndarray:
+        try:
+            file = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
+            with PIL.Image.open(file) as image:
+                if self._channels is None:
+                    self._channels = 1 if image.mode in GREY_MODES else 3
+                return np.array(image.convert("L" if self._channels == 1 else "RGB"))
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError ... for bad files
+            raise DataError(
+                f"cannot read image '{name}': {error}. Replace or delete the file"
+            ) from error
+
+    def _carve(self, raw: dict[str, tuple[Tensor, Tensor]]) -> dict[str, tuple[Tensor, Tensor]]:
+        """train/validation/test; a split the source lacks is a seeded random part of train."""
+        index = DatasetDict(
+            {name: Dataset.from_dict({"index": np.arange(len(y))}) for name, (_, y) in raw.items()}
+        )
+        carved = ensure_splits(index, self.seed, self.val_fraction, self.test_fraction)
+        out = {}
+        for name in SPLITS:
+            images, labels = raw[name] if name in raw else raw["train"]
+            rows = torch.from_numpy(carved[name].with_format("numpy")["index"][:])
+            out[name] = (images[rows], labels[rows])
+        return out
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self._load()
+
+    def split_loader(self, split: str, train: bool) -> DataLoader:
+        augment = self.augment if train else {}
+        return self.dataloader(
+            TensorDataset(*self.splits[split]),
+            batch_size=self.batch_size,
+            shuffle=train,
+            collate_fn=ImageBatch(self.mean, self.std, **augment),
+        )
+
+    def examples(self, split: str, count: int) -> dict[str, Tensor]:
+        """The first ``count`` images of ``split``: ``pixels`` (uint8) and a model-ready batch."""
+        self.setup()
+        images, labels = self.splits[split]
+        examples = list(zip(images[:count], labels[:count], strict=True))
+        batch = ImageBatch(self.mean, self.std)(examples)
+        return {"pixels": images[:count], **batch}
+
+    # Saved in checkpoints, so a checkpoint can be used without the data.
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "class_names": self._class_names,
+            "image_size": self._image_size,
+            "channels": self._channels,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._class_names = list(state["class_names"])
+        self._image_size = state["image_size"]
+        self._channels = state["channels"]
+        self.mean, self.std = list(state["mean"]), list(state["std"])
+        self._restored = True

@@ -1,0 +1,478 @@
+"""Parallel sentences (source -> target) for translation, batched by length.
+
+Sources (``source``), the first one set wins:
+
+* ``hub``: e.g. ``opus_books`` with ``hub_config: en-fr``, whose ``translation`` column holds
+  ``{"en": ..., "fr": ...}`` dicts; ``source_lang``/``target_lang`` pick the two sides.
+* ``files``: a path or ``{train, validation, test}`` paths. ``.txt`` is the Tatoeba/Anki format
+  (``eng-fra.txt``): ``source<TAB>target[<TAB>attribution]`` per line, no header. ``.tsv`` has a
+  header row naming the columns. ``.jsonl``/``.json``/``.csv``/``.parquet`` go through
+  ``attnlab.data.sources``. Sides are read from ``source_column``/``target_column`` (default:
+  the language codes), or from ``translation_column`` dicts when the data has that column.
+* ``embedded``: ``bible_en_fr.tsv.gz``, 31,102 verse pairs, World English Bible -> Louis Segond
+  1910, both public domain (see ``embedded/bible_en_fr.NOTICE.md``).
+
+Tab-separated files are read as lines split on tabs: quote characters are text (verses and
+Tatoeba sentences contain them), not CSV quoting.
+
+Splits are seeded. ``split_by: example`` draws every pair on its own (for the Bible, a
+verse-level split: neighbouring verses of a chapter can land in train and test).
+``split_by: <column>`` (e.g. ``book``) pools whatever splits the source has and keeps all pairs
+sharing that column's value in one split: whole books held out, a harder out-of-domain test.
+Then pairs whose source has fewer than ``min_words`` or more than ``max_words`` words are
+dropped from every split (default 3-30 English words).
+
+Each side gets its own WordPiece tokenizer, trained on the train split (cached by content).
+Targets are ``[CLS] y_1 .. y_n [SEP]``: the trained vocabulary's ``[CLS]`` serves as BOS and
+``[SEP]`` as EOS, so no special tokens are added. BLEU compares text in the target
+tokenizer's normal form (for the default settings: lowercase, accents stripped, punctuation
+split off): ``references`` are normalised that way and ``decode_targets`` joins WordPiece pieces
+back into the same form.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset, DatasetDict, concatenate_datasets
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from attnlab.data.base import SplitDataModule
+from attnlab.data.collate import pad_sequences
+from attnlab.data.sources import (
+    EMBEDDED_DIR,
+    SPLIT_ALIASES,
+    SPLITS,
+    DataError,
+    ensure_splits,
+    load_splits,
+    not_utf8,
+    require_columns,
+)
+from attnlab.data.tokenization import TextTokenizer, build_tokenizer
+
+BOS, EOS = "[CLS]", "[SEP]"
+TAB_SEPARATED = (".txt", ".tsv")
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s not in (".gz", ".bz2", ".xz", ".zst")]
+    return suffixes[-1] if suffixes else ""
+
+
+def read_tab_separated(path: str | Path, columns: Sequence[str] | None = None) -> Dataset:
+    """Rows of a tab-separated file. Without ``columns`` the first line names them (.tsv) and
+    every row has exactly that many fields; with them (Tatoeba .txt: source, target) every line
+    needs at least that many and extra fields (the attribution) are ignored."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"data file not found: '{path}'; check the path in data.source")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            lines = [line.rstrip("\r\n") for line in f]
+    except UnicodeDecodeError as error:
+        raise not_utf8(str(path), error) from error
+    has_header = columns is None
+    if has_header:
+        if not lines:
+            raise DataError(f"'{path}' is empty; a .tsv needs a header row and data rows")
+        columns = lines[0].split("\t")
+    rows = []
+    for number, line in enumerate(lines[has_header:], start=1 + has_header):
+        fields = line.split("\t")
+        if not line.strip():
+            raise DataError(f"line {number} of '{path}' is empty; remove empty lines")
+        if len(fields) < len(columns) or (has_header and len(fields) != len(columns)):
+            raise DataError(
+                f"line {number} of '{path}' has {len(fields)} tab-separated fields, expected "
+                f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
+            )
+        rows.append(fields[: len(columns)])
+    if not rows:
+        raise DataError(f"'{path}' has no data rows; add sentence pairs to it")
+    return Dataset.from_dict({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+
+
+def split_by_group(
+    table: Dataset, column: str, seed: int, val_fraction: float, test_fraction: float
+) -> DatasetDict:
+    """Whole groups (e.g. books) per split: the groups are shuffled with ``seed``, then test and
+    validation take groups in turn until each holds its fraction of the pairs."""
+    values = table[column]
+    counts = Counter(values)
+    groups = sorted(counts)
+    random.Random(seed).shuffle(groups)
+    wanted = {"test": test_fraction * len(table), "validation": val_fraction * len(table)}
+    held = dict.fromkeys(SPLITS, 0)
+    assignment = {}
+    for group in groups:
+        split = next((s for s in wanted if held[s] < wanted[s]), "train")
+        assignment[group] = split
+        held[split] += counts[group]
+    splits = {}
+    for split in SPLITS:
+        keep = [i for i, g in enumerate(values) if assignment[g] == split]
+        if not keep:
+            raise DataError(
+                f"split_by='{column}' left the '{split}' split empty ({len(groups)} groups): "
+                "use split_by=example or change the split fractions"
+            )
+        splits[split] = table.select(keep)
+    return DatasetDict(splits)
+
+
+def join_pieces(tokens: Sequence[str]) -> str:
+    """WordPiece tokens -> words separated by spaces ('##' pieces glued to the previous one)."""
+    words: list[str] = []
+    for token in tokens:
+        if token.startswith("##") and words:
+            words[-1] += token[2:]
+        else:
+            words.append(token)
+    return " ".join(words)
+
+
+def normal_form(tokenizer: TextTokenizer, text: str) -> str:
+    """``text`` normalised and pre-tokenised as the tokenizer sees it, words joined by spaces."""
+    inner = tokenizer.tokenizer
+    if inner.normalizer is not None:
+        text = inner.normalizer.normalize_str(text)
+    if inner.pre_tokenizer is not None:
+        return " ".join(word for word, _ in inner.pre_tokenizer.pre_tokenize_str(text))
+    return " ".join(text.split())
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of examples of similar length: little padding, few wasted RNN steps.
+
+    With ``shuffle``, every epoch shuffles the examples, sorts each pool of ``pool_batches``
+    batches by length, cuts it into batches and shuffles the batches (seeded by ``seed`` and the
+    epoch). Without, the batches follow the examples sorted by length (for evaluation).
+    The order is a function of the epoch alone (``set_epoch``, as Lightning calls each epoch),
+    so a resumed run can replay an epoch's order and skip what it has seen.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        pool_batches: int = 50,
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"data.batch_size={batch_size} must be >= 1")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool = batch_size * pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if not self.shuffle:
+            order = sorted(range(len(self.lengths)), key=self.lengths.__getitem__)
+            yield from self._cut(order)
+            return
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        batches = []
+        for start in range(0, len(order), self.pool):
+            pool = sorted(order[start : start + self.pool], key=self.lengths.__getitem__)
+            batches.extend(self._cut(pool))
+        for index in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[index]
+
+    def _cut(self, order: list[int]) -> list[list[int]]:
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+
+class TranslationCollator:
+    """Examples -> padded source and target ids with masks, plus the texts for BLEU and plots.
+
+    ``tgt_ids`` is [BOS] y [EOS] padded: the decoder reads ``tgt_ids[:, :-1]`` and is trained to
+    predict ``tgt_ids[:, 1:]``.
+    """
+
+    def __init__(self, src_pad_id: int, tgt_pad_id: int) -> None:
+        self.src_pad_id = src_pad_id
+        self.tgt_pad_id = tgt_pad_id
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        src_ids, src_mask = pad_sequences([e["src_ids"] for e in examples], self.src_pad_id)
+        tgt_ids, tgt_mask = pad_sequences([e["tgt_ids"] for e in examples], self.tgt_pad_id)
+        return {
+            "src_ids": src_ids,
+            "src_mask": src_mask,
+            "tgt_ids": tgt_ids,
+            "tgt_mask": tgt_mask,
+            "source": [e["source"] for e in examples],
+            "reference": [e["reference"] for e in examples],
+        }
+
+
+class ParallelCorpusDataModule(SplitDataModule):
+    """Sentence pairs from a hub dataset, local files or the embedded Bible verses.
+
+    ``src_vocab_size``, ``tgt_vocab_size``, ``src_pad_id``, ``tgt_pad_id``, ``bos_id`` and
+    ``eos_id`` are ready on first access, before ``setup``, for ``${datamodule:...}`` in configs.
+    """
+
+    def __init__(
+        self,
+        source: Mapping[str, Any],
+        source_lang: str = "en",
+        target_lang: str = "fr",
+        source_column: str | None = None,
+        target_column: str | None = None,
+        translation_column: str = "translation",
+        split_by: str = "example",
+        min_words: int = 3,
+        max_words: int | None = 30,
+        drop_empty: bool = False,
+        src_tokenizer: Mapping[str, Any] | None = None,
+        tgt_tokenizer: Mapping[str, Any] | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        pool_batches: int = 50,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.1,
+        seed: int = 1234,
+        cache_dir: str = "outputs/cache",
+    ) -> None:
+        super().__init__()
+        if max_words is not None and max_words < min_words:
+            raise DataError(f"data.max_words={max_words} is below data.min_words={min_words}")
+        self.source = dict(source)
+        self.source_lang = source_lang
+        self.target_lang = target_lang
+        self.source_column = source_column or source_lang
+        self.target_column = target_column or target_lang
+        self.translation_column = translation_column
+        self.split_by = split_by
+        self.min_words = min_words
+        self.max_words = max_words
+        self.drop_empty = drop_empty
+        self.src_tokenizer_args = dict(src_tokenizer or {})
+        self.tgt_tokenizer_args = dict(tgt_tokenizer or {})
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.pool_batches = pool_batches
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.cache_dir = Path(cache_dir)
+        self.src_tokenizer: TextTokenizer | None = None
+        self.tgt_tokenizer: TextTokenizer | None = None
+        self.texts: dict[str, list[tuple[str, str]]] = {}  # split -> (source, target) texts
+        self.examples: dict[str, list[dict[str, Any]]] = {}
+
+    # What the model needs, available before setup.
+    @property
+    def src_vocab_size(self) -> int:
+        return self._ready().src_tokenizer.vocab_size
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self._ready().tgt_tokenizer.vocab_size
+
+    @property
+    def src_pad_id(self) -> int:
+        return self._ready().src_tokenizer.pad_id
+
+    @property
+    def tgt_pad_id(self) -> int:
+        return self._ready().tgt_tokenizer.pad_id
+
+    @property
+    def bos_id(self) -> int:
+        return self._ready().tgt_tokenizer.token_id(BOS)
+
+    @property
+    def eos_id(self) -> int:
+        return self._ready().tgt_tokenizer.token_id(EOS)
+
+    def _ready(self) -> ParallelCorpusDataModule:
+        if self.tgt_tokenizer is None:
+            self._load()
+        return self
+
+    # Loading.
+    def _tab_separated(self) -> dict[str, Dataset] | None:
+        """The source read by ``read_tab_separated`` when it is .txt/.tsv, else None."""
+        if self.source.get("hub"):
+            return None
+        files = self.source.get("files")
+        if not files and self.source.get("embedded"):
+            files = EMBEDDED_DIR / self.source["embedded"]
+        if not files:
+            return None
+        if isinstance(files, (str, Path)):
+            files = {"train": files}
+        paths = {SPLIT_ALIASES.get(k, k): Path(v) for k, v in files.items() if v}
+        if not all(_suffix(p) in TAB_SEPARATED for p in paths.values()):
+            return None
+        txt_columns = [self.source_column, self.target_column]
+        return {
+            split: read_tab_separated(path, txt_columns if _suffix(path) == ".txt" else None)
+            for split, path in paths.items()
+        }
+
+    def _raw_splits(self) -> DatasetDict:
+        fractions = {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+        tables = self._tab_separated()
+        if tables is None:
+            tables = load_splits(**self.source, seed=self.seed, **fractions)
+        if self.split_by == "example":
+            return ensure_splits(DatasetDict(tables), self.seed, **fractions)
+        pooled = concatenate_datasets(list(tables.values()))
+        require_columns(pooled, {"split_by": self.split_by})
+        return split_by_group(pooled, self.split_by, self.seed, **fractions)
+
+    def _sides(self, table: Dataset) -> tuple[list[str], list[str]]:
+        """(sources, targets) of a table: from translation dicts, or from two columns."""
+        if self.translation_column in table.column_names:
+            pairs = table[self.translation_column]
+            languages = sorted(pairs[0]) if pairs else []
+            for lang in (self.source_lang, self.target_lang):
+                if lang not in languages:
+                    raise DataError(
+                        f"the '{self.translation_column}' column has languages {languages}, not "
+                        f"'{lang}': set data.source_lang/data.target_lang to two of them, or "
+                        f"choose the hub config of your pair (data.source.hub_config, now "
+                        f"{self.source.get('hub_config')!r})"
+                    )
+            return (
+                [p[self.source_lang] for p in pairs],
+                [p[self.target_lang] for p in pairs],
+            )
+        require_columns(
+            table,
+            {"source_column": self.source_column, "target_column": self.target_column},
+            headerless_fix=" or name the file .txt (read as source<TAB>target, no header)",
+        )
+        return list(table[self.source_column]), list(table[self.target_column])
+
+    def _pairs(self, name: str, table: Dataset) -> list[tuple[str, str]]:
+        """The split's (source, target) texts: empty sides checked, lengths filtered."""
+        pairs = []
+        for row, (src, tgt) in enumerate(zip(*self._sides(table), strict=True)):
+            src, tgt = (src or "").strip(), (tgt or "").strip()
+            if not src or not tgt:
+                if self.drop_empty:
+                    continue
+                side = "source" if not src else "target"
+                raise DataError(
+                    f"pair {row} of the '{name}' split has an empty {side} "
+                    f"(source {src[:60]!r}, target {tgt[:60]!r}): clean the data or set "
+                    "data.drop_empty=true to skip such pairs"
+                )
+            words = len(src.split())
+            if words >= self.min_words and (self.max_words is None or words <= self.max_words):
+                pairs.append((src, tgt))
+        if not pairs:
+            raise DataError(
+                f"no pairs of the '{name}' split have {self.min_words}-{self.max_words} source "
+                "words: widen data.min_words/data.max_words"
+            )
+        return pairs
+
+    def _load(self) -> None:
+        raw = self._raw_splits()
+        self.texts = {name: self._pairs(name, table) for name, table in raw.items()}
+        train = self.texts["train"]
+        if self.tgt_tokenizer is None:  # else restored from a checkpoint: keep its ids
+            self.src_tokenizer = build_tokenizer(
+                [s for s, _ in train], self.cache_dir, **self.src_tokenizer_args
+            )
+            self.tgt_tokenizer = build_tokenizer(
+                [t for _, t in train], self.cache_dir, **self.tgt_tokenizer_args
+            )
+        bos, eos = self.bos_id, self.eos_id
+        for name, pairs in self.texts.items():
+            sources = self.src_tokenizer.encode([s for s, _ in pairs])
+            targets = self.tgt_tokenizer.encode([t for _, t in pairs])
+            self.examples[name] = [
+                {
+                    "src_ids": src_ids,
+                    "tgt_ids": [bos, *tgt_ids, eos],
+                    "source": src,
+                    "reference": normal_form(self.tgt_tokenizer, tgt),
+                }
+                for (src, tgt), src_ids, tgt_ids in zip(pairs, sources, targets, strict=True)
+            ]
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.examples:
+            self._load()
+
+    # Batches.
+    def split_loader(self, split: str, train: bool) -> DataLoader:
+        examples = self.examples[split]
+        sampler = BucketBatchSampler(
+            [len(e["tgt_ids"]) for e in examples],  # the decoder's steps: most of the time
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            pool_batches=self.pool_batches,
+        )
+        return self.dataloader(
+            examples,
+            batch_sampler=sampler,
+            collate_fn=TranslationCollator(self.src_pad_id, self.tgt_pad_id),
+        )
+
+    # From text to ids and back, for translate() and the plots.
+    def encode_sources(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        """Raw source sentences -> {"src_ids", "src_mask"} for the model."""
+        ids, mask = pad_sequences(self._ready().src_tokenizer.encode(texts), self.src_pad_id)
+        return {"src_ids": ids, "src_mask": mask}
+
+    def source_tokens(self, text: str) -> list[str]:
+        return self._ready().src_tokenizer.tokens(self.src_tokenizer.encode([text])[0])
+
+    def target_tokens(self, ids: Sequence[int]) -> list[str]:
+        """Output ids -> tokens up to EOS (excluded); BOS and padding dropped."""
+        ids = list(ids)
+        ids = ids[: ids.index(self.eos_id)] if self.eos_id in ids else ids
+        return self._ready().tgt_tokenizer.tokens(
+            [i for i in ids if i not in (self.bos_id, self.tgt_pad_id)]
+        )
+
+    def decode_targets(self, ids: Tensor) -> list[str]:
+        """Output ids (B, T) -> texts in the normal form of the references (for BLEU)."""
+        return [join_pieces(self.target_tokens(row)) for row in ids.tolist()]
+
+    # Saved in checkpoints, so a checkpoint translates without the data (scripts/translate.py).
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "src_tokenizer": self.src_tokenizer.to_str(),
+            "tgt_tokenizer": self.tgt_tokenizer.to_str(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.src_tokenizer = TextTokenizer.from_str(
+            state["src_tokenizer"], self.src_tokenizer_args.get("max_length")
+        )
+        self.tgt_tokenizer = TextTokenizer.from_str(
+            state["tgt_tokenizer"], self.tgt_tokenizer_args.get("max_length")
+        )

@@ -1,0 +1,292 @@
+"""The Vision Transformer (Dosovitskiy et al., 2021): an image read as a sequence of patches.
+
+    x = [CLS; P_1 E; ...; P_N E] + E_pos       (N = (image_size / patch_size)^2 patches)
+    z = Encoder(x)                             (pre-norm layers, then a final LayerNorm)
+    y = head(z_0)  or  head(mean_i z_i)        (the CLS token, or mean pooling of the patches)
+
+Each P_i is a ``patch_size`` x ``patch_size`` square of the image, flattened, and E a linear map
+to ``d_model``; a Conv2d with kernel = stride = patch size computes exactly this
+(``PatchEmbedding``; ``LinearPatchEmbedding`` is the paper's flatten-then-project form, equal
+given the same weights). The encoder is the project's ``Encoder``; ``hf_vit_name_map`` names,
+parameter by parameter, where Hugging Face's ViT keeps the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.models.positional import sinusoidal_table
+from attnlab.models.transformer import Encoder
+
+POOLINGS = ("cls", "mean")
+VIT_POSITIONAL_KINDS = ("learned", "sinusoidal")
+
+
+def _patch_grid(image_size: int, patch_size: int) -> int:
+    """Patches per side; a clear error when the image does not tile into whole patches."""
+    if patch_size < 1 or image_size % patch_size:
+        fits = [p for p in range(1, image_size + 1) if image_size % p == 0]
+        raise ValueError(
+            f"image_size {image_size} is not divisible by patch_size {patch_size}: the image must "
+            f"tile into whole patches; use a patch_size in {fits} or resize the images "
+            f"(data.image_size, data.resize=true)"
+        )
+    return image_size // patch_size
+
+
+def _check_images(images: Tensor, channels: int, image_size: int) -> None:
+    expected = (channels, image_size, image_size)
+    if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"images must be (batch, {channels}, {image_size}, {image_size}) for this model, got "
+            f"{tuple(images.shape)}; build the model with the data's channels and image_size"
+        )
+
+
+class PatchEmbedding(nn.Module):
+    """(B, C, H, W) -> (B, N, D): Conv2d with kernel = stride = patch size, patches row-major."""
+
+    def __init__(self, image_size: int, patch_size: int, channels: int, d_model: int) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.channels = channels
+        self.grid_size = _patch_grid(image_size, patch_size)
+        self.num_patches = self.grid_size**2
+        self.projection = nn.Conv2d(channels, d_model, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_images(images, self.channels, self.image_size)
+        return self.projection(images).flatten(2).transpose(1, 2)
+
+
+class LinearPatchEmbedding(nn.Module):
+    """The paper's eq. 1: cut into patches, flatten each (channel, row, column), project."""
+
+    def __init__(self, image_size: int, patch_size: int, channels: int, d_model: int) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.channels = channels
+        self.patch_size = patch_size
+        self.grid_size = _patch_grid(image_size, patch_size)
+        self.projection = nn.Linear(channels * patch_size**2, d_model)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_images(images, self.channels, self.image_size)
+        patches = F.unfold(images, kernel_size=self.patch_size, stride=self.patch_size)
+        return self.projection(patches.transpose(1, 2))  # (B, C*P*P, N) -> (B, N, D)
+
+    @torch.no_grad()
+    def load_conv(self, conv: PatchEmbedding) -> None:
+        """Take a PatchEmbedding's weights: a conv kernel is one row of the linear map."""
+        self.projection.weight.copy_(conv.projection.weight.flatten(1))
+        self.projection.bias.copy_(conv.projection.bias)
+
+
+def sinusoidal_2d_table(grid_size: int, d_model: int) -> Tensor:
+    """(grid_size^2, d_model) fixed 2-D positions: half the dims encode the row, half the column.
+
+    Each half is the 1-D sinusoidal table of Vaswani et al. (as in MAE's 2-D sin-cos encoding).
+    """
+    if d_model % 2:
+        raise ValueError(f"2-D sinusoidal positions need an even d_model (got {d_model})")
+    axis = sinusoidal_table(grid_size, d_model // 2)  # (g, D/2)
+    rows = axis[:, None, :].expand(grid_size, grid_size, -1)
+    cols = axis[None, :, :].expand(grid_size, grid_size, -1)
+    return torch.cat([rows, cols], dim=-1).reshape(grid_size**2, d_model)
+
+
+def attention_rollout(maps: list[Tensor]) -> Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each input token feeds each output.
+
+    Per layer: average the heads, add the identity for the residual path, renormalise rows;
+    then multiply through the layers, R = A_L ... A_2 A_1. ``maps`` [(B, H, T, T)] -> (B, T, T).
+    """
+    rollout = None
+    for weights in maps:
+        joint = weights.mean(1)
+        joint = joint + torch.eye(joint.size(-1), dtype=joint.dtype, device=joint.device)
+        joint = joint / joint.sum(-1, keepdim=True)
+        rollout = joint if rollout is None else joint @ rollout
+    return rollout
+
+
+class VisionTransformer(nn.Module):
+    """Patch embedding, CLS token, positions, pre-norm Encoder with final LN, linear head.
+
+    The CLS token is always at position 0 (so the sequence layout, the attention maps and the
+    Hugging Face weights are the same for both poolings); ``pooling="mean"`` classifies the mean
+    of the patch tokens instead of the CLS token. CLS and learned positions start N(0, 0.02),
+    truncated at 2 std, as in Hugging Face's ViT.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 28,
+        patch_size: int = 4,
+        channels: int = 1,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 4,
+        d_ff: int = 128,
+        dropout: float = 0.1,
+        positional: str = "learned",
+        pooling: str = "cls",
+        layer_norm_eps: float = 1e-6,
+        attn_impl: str = "sdpa",
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"model.pooling='{pooling}' is unknown; use one of {POOLINGS}")
+        if positional not in VIT_POSITIONAL_KINDS:
+            raise ValueError(
+                f"model.positional='{positional}' is unknown; use one of {VIT_POSITIONAL_KINDS}"
+            )
+        self.pooling = pooling
+        self.patch_embedding = PatchEmbedding(image_size, patch_size, channels, d_model)
+        self.grid_size = self.patch_embedding.grid_size
+        num_tokens = 1 + self.patch_embedding.num_patches
+        self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, d_model), std=0.02))
+        if positional == "learned":
+            table = nn.init.trunc_normal_(torch.zeros(1, num_tokens, d_model), std=0.02)
+            self.position_embeddings = nn.Parameter(table)
+        else:  # CLS gets the zero vector: it has no place in the grid
+            grid = sinusoidal_2d_table(self.grid_size, d_model)
+            table = torch.cat([torch.zeros(1, d_model), grid])
+            self.register_buffer("position_embeddings", table[None], persistent=False)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = Encoder(
+            num_layers,
+            d_model,
+            num_heads,
+            d_ff,
+            dropout=dropout,
+            activation="gelu",
+            norm_first=True,
+            layer_norm_eps=layer_norm_eps,
+            attn_impl=attn_impl,
+        )
+        self.head = nn.Linear(d_model, num_classes)
+
+    def embed(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> tokens (B, 1 + N, D): CLS then the patches, plus positions, dropout."""
+        patches = self.patch_embedding(images)
+        cls = self.cls_token.expand(patches.size(0), -1, -1)
+        return self.dropout(torch.cat([cls, patches], dim=1) + self.position_embeddings)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> final hidden states (B, 1 + N, D), after the final LayerNorm."""
+        hidden, _ = self.encoder(self.embed(images))
+        return hidden
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) -> logits (B, num_classes)."""
+        hidden = self.encode(images)
+        pooled = hidden[:, 0] if self.pooling == "cls" else hidden[:, 1:].mean(1)
+        return self.head(pooled)
+
+    def attention_maps(self, images: Tensor) -> list[Tensor]:
+        """The self-attention weights of every layer, [(B, H, 1 + N, 1 + N)], for plots."""
+        _, weights = self.encoder(self.embed(images), need_weights=True)
+        return weights
+
+    def rollout(self, images: Tensor) -> Tensor:
+        """(B, grid, grid): how much each patch feeds what the head reads, by attention rollout.
+
+        The CLS row of the rollout, or with mean pooling the mean of the patch rows.
+        """
+        rollout = attention_rollout(self.attention_maps(images))
+        relevance = rollout[:, 0, 1:] if self.pooling == "cls" else rollout[:, 1:, 1:].mean(1)
+        return relevance.reshape(-1, self.grid_size, self.grid_size)
+
+
+# Where Hugging Face's ViT keeps our weights, in its two layouts: "checkpoint" (the names in
+# model.safetensors files, e.g. google/vit-base-patch16-224, and what save_pretrained writes)
+# and "modules" (transformers >= 5 in memory, ViTModel(config).state_dict()).
+HF_LAYOUTS = ("checkpoint", "modules")
+HF_LAYER_PREFIX = ("encoder.layer", "layers")
+HF_LAYER_NAMES = {  # ours in encoder.layers.N -> (checkpoint, modules) in HF_LAYER_PREFIX.N
+    "attention.query": ("attention.attention.query", "attention.q_proj"),
+    "attention.key": ("attention.attention.key", "attention.k_proj"),
+    "attention.value": ("attention.attention.value", "attention.v_proj"),
+    "attention.output": ("attention.output.dense", "attention.o_proj"),
+    "attention_norm": ("layernorm_before", "layernorm_before"),
+    "feed_forward.intermediate": ("intermediate.dense", "mlp.fc1"),
+    "feed_forward.output": ("output.dense", "mlp.fc2"),
+    "feed_forward_norm": ("layernorm_after", "layernorm_after"),
+}
+HF_OTHER_NAMES = {
+    "cls_token": "embeddings.cls_token",
+    "position_embeddings": "embeddings.position_embeddings",
+    "patch_embedding.projection.weight": "embeddings.patch_embeddings.projection.weight",
+    "patch_embedding.projection.bias": "embeddings.patch_embeddings.projection.bias",
+    "encoder.final_norm.weight": "layernorm.weight",
+    "encoder.final_norm.bias": "layernorm.bias",
+}
+HF_HEAD_NAMES = {"head.weight": "classifier.weight", "head.bias": "classifier.bias"}
+HF_IGNORED = ("pooler.",)  # ViTModel's tanh pooler: not used for classification
+
+
+def hf_vit_name_map(num_layers: int, layout: str = "checkpoint") -> dict[str, str]:
+    """Every parameter of ``VisionTransformer`` -> its name in a HF ViT state dict.
+
+    Names are without the ``vit.`` prefix of ``ViTForImageClassification`` (the head maps to
+    its top-level ``classifier``). ``layout``: ``checkpoint`` (files) or ``modules``
+    (transformers >= 5 in memory).
+    """
+    if layout not in HF_LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}'; use one of {HF_LAYOUTS}")
+    column = HF_LAYOUTS.index(layout)
+    names = dict(HF_OTHER_NAMES)
+    for i in range(num_layers):
+        for ours, theirs in HF_LAYER_NAMES.items():
+            for kind in ("weight", "bias"):
+                hf = f"{HF_LAYER_PREFIX[column]}.{i}.{theirs[column]}.{kind}"
+                names[f"encoder.layers.{i}.{ours}.{kind}"] = hf
+    return {**names, **HF_HEAD_NAMES}
+
+
+@torch.no_grad()
+def load_hf_vit_state_dict(model: VisionTransformer, state_dict: Mapping[str, Tensor]) -> list[str]:
+    """Copy a HF ``ViTModel`` / ``ViTForImageClassification`` state dict into ``model``.
+
+    Either layout of ``hf_vit_name_map`` is recognised. Returns our parameters it had no weights
+    for (the head, from a ``ViTModel``); any other missing, extra or mis-shaped tensor raises a
+    ValueError naming it. The model must be built with the HF config's sizes, and its
+    ``layer_norm_eps`` (1e-12 in HF's default config).
+    """
+    hf = {k.removeprefix("vit."): v for k, v in state_dict.items()}
+    hf = {k: v for k, v in hf.items() if not k.startswith(HF_IGNORED)}
+    layout = "modules" if any(k.startswith("layers.") for k in hf) else "checkpoint"
+    names = hf_vit_name_map(len(model.encoder.layers), layout)
+    ours = model.state_dict()  # tensors sharing the parameters' storage
+    unknown = sorted(set(hf) - set(names.values()))
+    if unknown:
+        raise ValueError(f"HF ViT weights with no place in this model: {unknown[:8]}")
+    missing = [o for o, t in names.items() if t not in hf and o not in HF_HEAD_NAMES]
+    if missing:
+        raise ValueError(
+            f"HF state dict lacks {[names[m] for m in missing][:8]} (for {missing[:8]}); is it a "
+            f"ViT with {len(model.encoder.layers)} layers?"
+        )
+    skipped = []
+    for our_name, hf_name in names.items():
+        if hf_name not in hf:  # a ViTModel has no classifier
+            skipped.append(our_name)
+            continue
+        tensor = hf[hf_name]
+        if our_name not in ours:
+            raise ValueError(
+                f"HF '{hf_name}' has no counterpart: build the model with positional='learned'"
+            )
+        if ours[our_name].shape != tensor.shape:
+            raise ValueError(
+                f"'{hf_name}' is {tuple(tensor.shape)} but '{our_name}' is "
+                f"{tuple(ours[our_name].shape)}: build the model with the HF config's sizes"
+            )
+        ours[our_name].copy_(tensor)
+    return skipped

@@ -1,0 +1,163 @@
+"""Summarize a sweep: one table of every job's swept overrides and final metrics, and a plot.
+
+    python train.py -m experiment=tweet_attention logger=csv model.score=dot,cosine,bilinear,mlp
+    attnlab-summarize outputs/tweet_attention/multiruns/<timestamp> [metric=val/f1] \
+        [x=model.score] [by=model.embed_dim] [out=summary.csv]
+
+Reads each job dir of a Hydra multirun (grid or Optuna): its ``.hydra/overrides.yaml``, the last
+value of every val/* and test/* column of its ``csv/version_*/metrics.csv`` (run the sweep with
+``logger=csv`` or ``logger=many``) and its W&B run id from ``run.json``. Prints the table as
+markdown and writes it as CSV (``out``, default ``<sweep>/summary.csv``), and plots ``metric``
+(default: the sweep's ``optimized_metric``) against the swept value ``x`` beside it (``.png``):
+a line for a numeric value, bars for a categorical one, averaged over jobs that share it, one
+series per value of ``by``. Works offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from omegaconf import OmegaConf
+
+from attnlab.errors import command
+from attnlab.pipeline import RUN_INFO
+from attnlab.utils.runs import (
+    CONFIG,
+    final_metrics,
+    job_overrides,
+    metrics_log,
+    multirun_jobs,
+    read_metrics,
+)
+from attnlab.utils.script_args import parse_key_values
+from attnlab.viz import plot_bars, plot_lines
+
+Row = dict[str, str | float]
+
+
+def swept_keys(overrides: list[dict[str, str]]) -> list[str]:
+    """Override keys whose value is not the same in every job, in command-line order."""
+    keys = list(dict.fromkeys(k for job in overrides for k in job))
+    return [k for k in keys if len({job.get(k) for job in overrides}) > 1]
+
+
+def job_row(job: Path, overrides: dict[str, str], swept: list[str]) -> Row:
+    """The job's number, its swept values, W&B run id and final val/test metrics (blank when it
+    failed before logging any)."""
+    row: Row = {"job": job.name, **{k: overrides.get(k, "") for k in swept}}
+    info = job / RUN_INFO
+    if info.is_file() and "wandb_id" in (ids := json.loads(info.read_text())):
+        row["wandb_id"] = ids["wandb_id"]
+    if metrics_log(job) is not None:
+        row.update(final_metrics(read_metrics(job)))
+    return row
+
+
+def sweep_setting(jobs: list[Path], key: str) -> str | None:
+    """``key`` (e.g. optimized_metric) from the first job's resolved config that has one."""
+    for job in jobs:
+        if (job / CONFIG).is_file():
+            return OmegaConf.load(job / CONFIG).get(key)
+    return None
+
+
+def markdown(rows: list[Row], columns: list[str]) -> str:
+    def cell(value: str | float) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def plot(rows: list[Row], metric: str, x: str, by: str | None, path: Path) -> Path:
+    """``metric`` against the swept ``x``, the mean over jobs sharing (x, by): one line per ``by``
+    value when every x is a number (log axis over two decades or more), else grouped bars."""
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if isinstance(row.get(metric), float) and row[x] != "":
+            groups[str(row[by]) if by else metric][str(row[x])].append(row[metric])
+    xs = list(dict.fromkeys(v for group in groups.values() for v in group))
+    if not xs:
+        raise ValueError(f"no job logged {metric} and set {x}: nothing to plot")
+    averaged = any(len(vals) > 1 for group in groups.values() for vals in group.values())
+    ylabel = f"{metric} (mean over jobs)" if averaged else metric
+    label = (lambda name: f"{by}={name}") if by else str
+    if all(_is_number(v) for v in xs):
+        lines = {}
+        for name, g in groups.items():
+            ordered = sorted(g, key=float)
+            lines[label(name)] = ([float(v) for v in ordered], [mean(g[v]) for v in ordered])
+        low, high = min(float(v) for v in xs), max(float(v) for v in xs)
+        return plot_lines(lines, path, x, ylabel, log_x=low > 0 and high / low >= 100)
+    series = {
+        label(name): [mean(g[v]) if v in g else float("nan") for v in xs]
+        for name, g in groups.items()
+    }
+    return plot_bars(xs, series, path, f"{metric} by {x}", x, ylabel, fmt="%.3g")
+
+
+@command
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="a multirun dir: outputs/<task>/multiruns/<ts>")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="the CSV (default: <sweep>/summary.csv)"
+    )
+    parser.add_argument("--metric", default=None, help="plotted metric (default: optimized_metric)")
+    parser.add_argument("--x", default=None, help="swept key on the x axis (default: the first)")
+    parser.add_argument("--by", default=None, help="another swept key: one series per value")
+    args = parse_key_values(parser, sys.argv[1:] if argv is None else argv)
+
+    jobs = multirun_jobs(args.sweep)
+    overrides = [job_overrides(job) for job in jobs]
+    swept = swept_keys(overrides)
+    rows = [job_row(job, o, swept) for job, o in zip(jobs, overrides, strict=True)]
+    metrics = sorted({k for row in rows for k in row if k.startswith(("val/", "test/"))})
+    if not metrics:
+        raise FileNotFoundError(
+            f"no job under '{args.sweep}' has csv/version_*/metrics.csv: sweep with logger=csv"
+        )
+    columns = list(dict.fromkeys(k for row in rows for k in row if k not in metrics)) + metrics
+    common = {k: v for k, v in overrides[0].items() if k not in swept}
+    print("common overrides: " + (" ".join(f"{k}={v}" for k, v in common.items()) or "none"))
+    print(markdown(rows, columns))
+
+    out = args.out or args.sweep / "summary.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"saved {out}")
+
+    metric = args.metric or sweep_setting(jobs, "optimized_metric")
+    if metric not in metrics:
+        raise ValueError(f"metric={metric} was not logged by any job; choose one of {metrics}")
+    for name, key in (("x", args.x), ("by", args.by)):
+        if key is not None and key not in swept:
+            raise ValueError(f"{name}={key} is not a swept override; swept: {swept}")
+    x = args.x or next((k for k in swept if k != args.by), None)
+    if x is None:
+        print("no override varies between the jobs: no plot")
+    else:
+        print(f"saved {plot(rows, metric, x, args.by, out.with_suffix('.png'))}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

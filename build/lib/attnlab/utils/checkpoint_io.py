@@ -1,0 +1,69 @@
+"""Checkpoints written whole or not at all: a crash mid-write keeps the previous file.
+
+Lightning's ``TorchCheckpointIO`` serializes to memory, then opens the target for writing: a
+process killed during that write (pre-emption, a full disk) leaves a truncated ``last.ckpt``
+and nothing to resume from. ``AtomicCheckpointIO`` writes a temporary file beside the target,
+syncs it to disk and renames it over the target (``os.replace`` is atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from typing_extensions import override
+
+from attnlab.errors import ConfigError
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file's contents; a truncated or corrupted file is a ``ConfigError`` that
+    names it, not a zip or unpickling error from inside ``torch.load``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, ImportError, pickle.UnpicklingError) as e:
+        raise ConfigError(
+            f"checkpoint '{path}' cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}): "
+            "it is truncated or corrupted. Resume from another one (an earlier epoch's file in "
+            "the same checkpoints/ folder) or train again"
+        ) from e
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` that replaces local checkpoint files atomically (remote URLs, e.g.
+    ``s3://``, keep Lightning's own transactional write)."""
+
+    @override
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or not _is_local(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_torch_save(checkpoint, Path(path))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file in ``path``'s folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _is_local(path: Any) -> bool:
+    return isinstance(get_filesystem(path), LocalFileSystem)
