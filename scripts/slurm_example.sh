@@ -21,7 +21,7 @@ export WANDB_MODE=${WANDB_MODE:-offline}
 # share it through a file lock, but locks are unreliable on some network file systems.
 python train.py experiment=lm_transformer debug=fdr
 
-# logger=many writes CSV logs too, for scripts/summarize.py.
+# logger=many writes CSV logs too, for attnlab-summarize.
 python train.py -m \
   hydra/launcher=slurm \
   hydra.launcher.partition="$PARTITION" \
@@ -38,4 +38,4 @@ python train.py -m \
 # While it runs: squeue --me
 #   tail -f outputs/lm_transformer/multiruns/<timestamp>/.submitit/<job id>/<job id>_0_log.out
 # Afterwards:
-#   python scripts/summarize.py outputs/lm_transformer/multiruns/<timestamp>
+#   attnlab-summarize outputs/lm_transformer/multiruns/<timestamp>
