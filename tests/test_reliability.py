@@ -543,7 +543,7 @@ def _trained(trainer_spy) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
 KILLED_RUNS = [
     ("bert_mlm", ["callbacks.masked_predictions=null", "callbacks.attention_maps=null"], 0),
     ("bert_mlm", ["callbacks.masked_predictions=null", "callbacks.attention_maps=null"], 2),
-    ("translation_attention", ["callbacks.alignment=null"], 0),
+    ("translation_attention", ["callbacks.alignment=null", "data.eval_batch_size=16"], 0),
     ("vit", ["callbacks.vit_pictures=null"], 0),
 ]
 

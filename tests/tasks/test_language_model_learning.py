@@ -1,7 +1,9 @@
 """The Transformer LM learns English: validation perplexity falls well below the unigram floor.
 
 The unigram model knows how often each token occurs but nothing of context; a language model
-that uses context must do far better within a couple of CPU-minutes on the embedded articles.
+that uses context must do far better within one epoch on the embedded articles. A vocabulary of
+2,000 word pieces (the experiment's is 8,000) makes the output layer, most of a step's time on a
+CPU, four times cheaper; the unigram floor is measured with the same vocabulary.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ def test_transformer_lm_beats_unigram_perplexity(compose, tmp_path) -> None:
         [
             "experiment=lm_transformer",
             "logger=csv",
-            "trainer.max_epochs=2",
-            "task.scheduler.T_max=2",
+            "data.tokenizer.vocab_size=2000",
+            "trainer.max_epochs=1",
+            "trainer.val_check_interval=0.5",  # two validations within the epoch
+            "task.scheduler.T_max=1",
             "callbacks.text_samples.max_new_tokens=5",
         ]
     )
