@@ -73,8 +73,20 @@ def test_embedded_corpus_reads_every_verse_with_quotes_as_text() -> None:
     assert starts_with_quote and all("\t" not in t and "\n" not in t for t in starts_with_quote)
 
 
+def _decoded_pairs(datamodule: ParallelCorpusDataModule, split: str) -> set[tuple[str, str]]:
+    """A split's pairs read back from their ids (training pairs keep no text), normal form."""
+    return {
+        (
+            join_pieces(datamodule.src_tokenizer.tokens(e["src_ids"])),
+            datamodule.decode_targets(torch.tensor([e["tgt_ids"]]))[0],
+        )
+        for e in datamodule.examples[split]
+    }
+
+
 def test_default_split_sizes_and_length_filter(bible: ParallelCorpusDataModule) -> None:
-    sizes = {name: len(pairs) for name, pairs in bible.texts.items()}
+    """(The filter is one code path for every split: the held-out texts show it.)"""
+    sizes = {name: len(pairs) for name, pairs in bible.examples.items()}
     assert sum(sizes.values()) == 22930  # the NOTICE's count of 3-30-word verses
     assert sizes["test"] == pytest.approx(0.1 * 22930, rel=0.05)
     # validation is carved from what the test split leaves (attnlab.data.sources.ensure_splits)
@@ -91,6 +103,7 @@ def test_splits_are_seeded(tmp_path: Path) -> None:
     for datamodule in (first, again, other):
         datamodule.setup()
     assert first.texts == again.texts
+    assert _decoded_pairs(first, "train") == _decoded_pairs(again, "train")
     assert first.texts["test"] != other.texts["test"]
 
 
@@ -135,9 +148,13 @@ def test_tatoeba_txt_pairs_and_separate_tokenizers(tmp_path: Path) -> None:
     targets = set(datamodule.tgt_tokenizer.vocab())
     assert {"cat", "dog"} <= sources and not {"cat", "dog"} & targets
     assert {"chat", "chien"} <= targets and not {"chat", "chien"} & sources
-    pairs = [p for split in datamodule.texts.values() for p in split]
-    assert len(pairs) == 40 and ("the cat sleeps 0", "le chat dort 0") in pairs
-    example = datamodule.examples["train"][0]
+    assert sum(len(split) for split in datamodule.examples.values()) == 40
+    assert set(datamodule.texts) == {"validation", "test"}  # training pairs keep no text
+    train = datamodule.examples["train"]
+    held_out = {pair for split in datamodule.texts.values() for pair in split}
+    assert ("the cat sleeps 0", "le chat dort 0") in _decoded_pairs(datamodule, "train") | held_out
+    assert "source" not in train[0]
+    example = train[0]
     assert (
         example["tgt_ids"][0] == datamodule.bos_id and example["tgt_ids"][-1] == datamodule.eos_id
     )
@@ -152,7 +169,7 @@ def test_jsonl_with_configured_fields(tmp_path: Path) -> None:
         {"files": str(path)}, tmp_path, source_column="english", target_column="french"
     )
     datamodule.setup()
-    assert ("my house is big", "ma maison est grande") in datamodule.texts["train"]
+    assert ("my house is big", "ma maison est grande") in _decoded_pairs(datamodule, "train")
     with pytest.raises(DataError, match=r"column 'en' \(data.source_column\) not found"):
         _module({"files": str(path)}, tmp_path).setup()
 
@@ -171,10 +188,10 @@ def test_hub_translation_dicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     _hub_like(monkeypatch)
     datamodule = _module({"hub": "opus_books", "hub_config": "en-fr"}, tmp_path)
     datamodule.setup()
-    assert ("the cat sleeps", "le chat dort") in datamodule.texts["train"]
+    assert ("the cat sleeps", "le chat dort") in _decoded_pairs(datamodule, "train")
     reverse = _module({"hub": "opus_books"}, tmp_path, source_lang="fr", target_lang="en")
     reverse.setup()
-    assert ("le chat dort", "the cat sleeps") in reverse.texts["train"]
+    assert ("le chat dort", "the cat sleeps") in _decoded_pairs(reverse, "train")
 
 
 def test_hub_without_the_language_pair_says_so(
@@ -201,7 +218,7 @@ def test_missing_side_empty_lines_and_empty_targets_fail_clearly(tmp_path: Path)
         _module({"files": str(tsv)}, tmp_path).setup()
     kept = _module({"files": str(tsv)}, tmp_path, drop_empty=True, val_fraction=0.4)
     kept.setup()
-    assert sum(len(p) for p in kept.texts.values()) == 5
+    assert sum(len(p) for p in kept.examples.values()) == 5
 
 
 def test_bad_word_limits_and_files(tmp_path: Path) -> None:
@@ -241,9 +258,13 @@ def test_batches_pad_and_shift(bible: ParallelCorpusDataModule) -> None:
         lengths = batch["tgt_mask"].sum(1)
         ends = batch["tgt_ids"].gather(1, (lengths - 1)[:, None]).squeeze(1)
         assert (ends == bible.eos_id).all()
-        assert len(batch["source"]) == len(batch["reference"]) == batch["src_ids"].size(0)
+        assert "source" not in batch  # training batches carry ids only
         # bucketing: little padding
         assert batch["tgt_mask"].float().mean() > 0.8
+    (evaluation,) = list(bible.test_dataloader())[:1]
+    assert (
+        len(evaluation["source"]) == len(evaluation["reference"]) == evaluation["src_ids"].size(0)
+    )
 
 
 def test_decoding_and_references_share_one_normal_form(bible: ParallelCorpusDataModule) -> None:

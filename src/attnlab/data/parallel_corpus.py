@@ -40,13 +40,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Dataset as TorchDataset
 
 from attnlab.data.base import SplitDataModule
 from attnlab.data.collate import pad_sequences
+from attnlab.data.packed import PackedSequences
 from attnlab.data.sources import (
     EMBEDDED_DIR,
     SPLIT_ALIASES,
@@ -60,6 +63,7 @@ from attnlab.data.sources import (
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
 
 BOS, EOS = "[CLS]", "[SEP]"
+ENCODE_BATCH = 10_000  # pairs tokenized per call while packing a split
 TAB_SEPARATED = (".txt", ".tsv")
 
 
@@ -171,7 +175,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     ) -> None:
         if batch_size < 1:
             raise DataError(f"data.batch_size={batch_size} must be >= 1")
-        self.lengths = list(lengths)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -186,19 +190,19 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         if not self.shuffle:
-            order = sorted(range(len(self.lengths)), key=self.lengths.__getitem__)
-            yield from self._cut(order)
+            yield from self._cut(np.argsort(self.lengths, kind="stable"))
             return
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()
         batches = []
         for start in range(0, len(order), self.pool):
-            pool = sorted(order[start : start + self.pool], key=self.lengths.__getitem__)
-            batches.extend(self._cut(pool))
+            pool = order[start : start + self.pool]
+            batches.extend(self._cut(pool[np.argsort(self.lengths[pool], kind="stable")]))
         for index in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[index]
 
-    def _cut(self, order: list[int]) -> list[list[int]]:
+    def _cut(self, order: np.ndarray) -> list[list[int]]:
+        order = order.tolist()
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
 
@@ -216,14 +220,50 @@ class TranslationCollator:
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         src_ids, src_mask = pad_sequences([e["src_ids"] for e in examples], self.src_pad_id)
         tgt_ids, tgt_mask = pad_sequences([e["tgt_ids"] for e in examples], self.tgt_pad_id)
-        return {
-            "src_ids": src_ids,
-            "src_mask": src_mask,
-            "tgt_ids": tgt_ids,
-            "tgt_mask": tgt_mask,
-            "source": [e["source"] for e in examples],
-            "reference": [e["reference"] for e in examples],
+        batch = {"src_ids": src_ids, "src_mask": src_mask, "tgt_ids": tgt_ids, "tgt_mask": tgt_mask}
+        if "source" in examples[0]:  # evaluation splits: for BLEU and the plots
+            batch["source"] = [e["source"] for e in examples]
+            batch["reference"] = [e["reference"] for e in examples]
+        return batch
+
+
+class TranslationPairs(TorchDataset):
+    """A split's pairs as packed token ids; evaluation splits also keep the source text and the
+    reference in BLEU's normal form. Training pairs keep no text: a 10M-pair corpus costs its
+    token ids (2 bytes each with vocabularies below 65,536) and 16 bytes of offsets a pair."""
+
+    def __init__(
+        self,
+        sources: PackedSequences,
+        targets: PackedSequences,
+        bos_id: int,
+        eos_id: int,
+        texts: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        self.sources, self.targets = sources, targets
+        self.bos_id, self.eos_id = bos_id, eos_id
+        self.texts = texts  # (source, reference) per pair, or None
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        example = {
+            "src_ids": self.sources[index],
+            "tgt_ids": [self.bos_id, *self.targets[index], self.eos_id],
         }
+        if self.texts is not None:
+            example["source"], example["reference"] = self.texts[index]
+        return example
+
+    @property
+    def target_lengths(self) -> np.ndarray:
+        """Decoder steps per pair ([BOS] y [EOS]), for bucketing."""
+        return self.targets.lengths + 2
+
+    @property
+    def nbytes(self) -> int:
+        return self.sources.nbytes + self.targets.nbytes
 
 
 class ParallelCorpusDataModule(SplitDataModule):
@@ -283,8 +323,8 @@ class ParallelCorpusDataModule(SplitDataModule):
         self.cache_dir = Path(cache_dir)
         self.src_tokenizer: TextTokenizer | None = None
         self.tgt_tokenizer: TextTokenizer | None = None
-        self.texts: dict[str, list[tuple[str, str]]] = {}  # split -> (source, target) texts
-        self.examples: dict[str, list[dict[str, Any]]] = {}
+        self.texts: dict[str, list[tuple[str, str]]] = {}  # validation/test: (source, target)
+        self.examples: dict[str, TranslationPairs] = {}
 
     # What the model needs, available before setup.
     @property
@@ -398,8 +438,8 @@ class ParallelCorpusDataModule(SplitDataModule):
 
     def _load(self) -> None:
         raw = self._raw_splits()
-        self.texts = {name: self._pairs(name, table) for name, table in raw.items()}
-        train = self.texts["train"]
+        pairs = {name: self._pairs(name, table) for name, table in raw.items()}
+        train = pairs["train"]
         if self.tgt_tokenizer is None:  # else restored from a checkpoint: keep its ids
             self.src_tokenizer = build_tokenizer(
                 [s for s, _ in train], self.cache_dir, **self.src_tokenizer_args
@@ -407,19 +447,30 @@ class ParallelCorpusDataModule(SplitDataModule):
             self.tgt_tokenizer = build_tokenizer(
                 [t for _, t in train], self.cache_dir, **self.tgt_tokenizer_args
             )
-        bos, eos = self.bos_id, self.eos_id
-        for name, pairs in self.texts.items():
-            sources = self.src_tokenizer.encode([s for s, _ in pairs])
-            targets = self.tgt_tokenizer.encode([t for _, t in pairs])
-            self.examples[name] = [
-                {
-                    "src_ids": src_ids,
-                    "tgt_ids": [bos, *tgt_ids, eos],
-                    "source": src,
-                    "reference": normal_form(self.tgt_tokenizer, tgt),
-                }
-                for (src, tgt), src_ids, tgt_ids in zip(pairs, sources, targets, strict=True)
-            ]
+        self.examples = {name: self._encode(name, split) for name, split in pairs.items()}
+        self.texts = {name: split for name, split in pairs.items() if name != "train"}
+
+    def _encode(self, name: str, pairs: Sequence[tuple[str, str]]) -> TranslationPairs:
+        """Tokenized ``ENCODE_BATCH`` pairs at a time into packed arrays (never all as lists)."""
+        starts = range(0, len(pairs), ENCODE_BATCH)
+
+        def side(tokenizer: TextTokenizer, column: int) -> PackedSequences:
+            batches = (
+                tokenizer.encode([pair[column] for pair in pairs[i : i + ENCODE_BATCH]])
+                for i in starts
+            )
+            return PackedSequences.pack(batches, tokenizer.vocab_size)
+
+        texts = None
+        if name != "train":
+            texts = [(src, normal_form(self.tgt_tokenizer, tgt)) for src, tgt in pairs]
+        return TranslationPairs(
+            side(self.src_tokenizer, 0),
+            side(self.tgt_tokenizer, 1),
+            self.bos_id,
+            self.eos_id,
+            texts,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if not self.examples:
@@ -429,7 +480,7 @@ class ParallelCorpusDataModule(SplitDataModule):
     def split_loader(self, split: str, train: bool) -> DataLoader:
         examples = self.examples[split]
         sampler = BucketBatchSampler(
-            [len(e["tgt_ids"]) for e in examples],  # the decoder's steps: most of the time
+            examples.target_lengths,  # the decoder's steps: most of the time
             self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             seed=self.seed,

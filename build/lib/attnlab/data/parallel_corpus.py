@@ -462,7 +462,7 @@ class ParallelCorpusDataModule(SplitDataModule):
         """Output ids (B, T) -> texts in the normal form of the references (for BLEU)."""
         return [join_pieces(self.target_tokens(row)) for row in ids.tolist()]
 
-    # Saved in checkpoints, so a checkpoint translates without the data (scripts/translate.py).
+    # Saved in checkpoints, so a checkpoint translates without the data (attnlab-translate).
     def state_dict(self) -> dict[str, Any]:
         return {
             "src_tokenizer": self.src_tokenizer.to_str(),

@@ -1,4 +1,5 @@
-"""Command lines of the scripts under ``scripts/``: Hydra-style ``key=value`` or ``--key value``."""
+"""Command lines of the attnlab-* tools and of ``scripts/``: Hydra-style ``key=value`` or
+``--key value``."""
 
 from __future__ import annotations
 
