@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -214,3 +215,13 @@ def test_state_dict_restores_tokenizer_and_classes(tmp_path: Path) -> None:
     assert restored.class_names == ["negative", "positive"]
     text = ["What a GREAT day!!"]
     assert torch.equal(restored.encode(text)["input_ids"], trained.encode(text)["input_ids"])
+
+
+def test_loaded_tweets_are_packed_token_ids(tmp_path: Path) -> None:
+    datamodule = _embedded(tmp_path)
+    datamodule.setup()
+    train = datamodule.splits["train"]
+    assert train.sequences.tokens.dtype == np.uint16  # 8,000 ids fit two bytes
+    ids, label = train[0]
+    assert ids == datamodule.encode_ids([datamodule.texts["train"][0]])[0]
+    assert isinstance(label, int) and label == train.labels[0]

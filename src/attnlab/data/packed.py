@@ -15,6 +15,8 @@ import numpy as np
 
 from attnlab.data.token_cache import token_dtype
 
+ENCODE_BATCH = 10_000  # texts tokenized per call while a split is packed
+
 
 class PackedSequences:
     """``len(packed)`` sequences; ``packed[i]`` is the i-th as a list of ints."""
@@ -56,3 +58,22 @@ class PackedSequences:
     @property
     def nbytes(self) -> int:
         return self.tokens.nbytes + self.offsets.nbytes
+
+
+class LabelledSequences:
+    """``(ids, label)`` examples of a classification split: packed ids, an int64 label array."""
+
+    def __init__(self, sequences: PackedSequences, labels: Sequence[int]) -> None:
+        if len(labels) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
+        self.sequences = sequences
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        return self.sequences[index], int(self.labels[index])
+
+    def __iter__(self) -> Iterator[tuple[list[int], int]]:
+        return (self[i] for i in range(len(self)))

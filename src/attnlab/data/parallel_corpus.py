@@ -49,7 +49,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from attnlab.data.base import SplitDataModule
 from attnlab.data.collate import pad_sequences
-from attnlab.data.packed import PackedSequences
+from attnlab.data.packed import ENCODE_BATCH, PackedSequences
 from attnlab.data.sources import (
     EMBEDDED_DIR,
     SPLIT_ALIASES,
@@ -63,7 +63,6 @@ from attnlab.data.sources import (
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
 
 BOS, EOS = "[CLS]", "[SEP]"
-ENCODE_BATCH = 10_000  # pairs tokenized per call while packing a split
 TAB_SEPARATED = (".txt", ".tsv")
 
 
