@@ -36,7 +36,7 @@ import gzip
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from attnlab.data.base import SplitDataModule
 from attnlab.data.collate import pad_sequences
-from attnlab.data.packed import ENCODE_BATCH, PackedSequences
+from attnlab.data.packed import ENCODE_BATCH, PackedBuilder, PackedSequences
 from attnlab.data.sources import (
     EMBEDDED_DIR,
     SPLIT_ALIASES,
@@ -64,6 +64,7 @@ from attnlab.data.tokenization import TextTokenizer, build_tokenizer
 
 BOS, EOS = "[CLS]", "[SEP]"
 TAB_SEPARATED = (".txt", ".tsv")
+READ_CHUNK = 100_000  # lines of a .txt/.tsv gathered as Python lists before they go to Arrow
 
 
 def _suffix(path: Path) -> str:
@@ -79,29 +80,45 @@ def read_tab_separated(path: str | Path, columns: Sequence[str] | None = None) -
     if not path.is_file():
         raise DataError(f"data file not found: '{path}'; check the path in data.source")
     opener = gzip.open if path.suffix == ".gz" else open
+    chunks: list[Dataset] = []
+    rows: list[list[str]] = []
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            lines = [line.rstrip("\r\n") for line in f]
+            if columns is None:
+                header = f.readline().rstrip("\r\n")
+                if not header:
+                    raise DataError(f"'{path}' is empty; a .tsv needs a header row and data rows")
+                columns, exact, first = header.split("\t"), True, 2
+            else:
+                exact, first = False, 1
+            for number, line in enumerate(f, start=first):
+                rows.append(_fields(line.rstrip("\r\n"), number, path, columns, exact))
+                if len(rows) == READ_CHUNK:  # into Arrow: bounded Python lists
+                    chunks.append(_table(rows, columns))
+                    rows = []
     except UnicodeDecodeError as error:
         raise not_utf8(str(path), error) from error
-    has_header = columns is None
-    if has_header:
-        if not lines:
-            raise DataError(f"'{path}' is empty; a .tsv needs a header row and data rows")
-        columns = lines[0].split("\t")
-    rows = []
-    for number, line in enumerate(lines[has_header:], start=1 + has_header):
-        fields = line.split("\t")
-        if not line.strip():
-            raise DataError(f"line {number} of '{path}' is empty; remove empty lines")
-        if len(fields) < len(columns) or (has_header and len(fields) != len(columns)):
-            raise DataError(
-                f"line {number} of '{path}' has {len(fields)} tab-separated fields, expected "
-                f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
-            )
-        rows.append(fields[: len(columns)])
-    if not rows:
+    if rows:
+        chunks.append(_table(rows, columns))
+    if not chunks:
         raise DataError(f"'{path}' has no data rows; add sentence pairs to it")
+    return concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _fields(line: str, number: int, path: Path, columns: Sequence[str], exact: bool) -> list[str]:
+    """One line's fields, or the error naming the line: empty, or the wrong field count."""
+    if not line.strip():
+        raise DataError(f"line {number} of '{path}' is empty; remove empty lines")
+    fields = line.split("\t")
+    if len(fields) < len(columns) or (exact and len(fields) != len(columns)):
+        raise DataError(
+            f"line {number} of '{path}' has {len(fields)} tab-separated fields, expected "
+            f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
+        )
+    return fields[: len(columns)]
+
+
+def _table(rows: list[list[str]], columns: Sequence[str]) -> Dataset:
     return Dataset.from_dict({c: [r[i] for r in rows] for i, c in enumerate(columns)})
 
 
@@ -265,6 +282,21 @@ class TranslationPairs(TorchDataset):
         return self.sources.nbytes + self.targets.nbytes
 
 
+class _Side:
+    """One side (0: source, 1: target) of a split's filtered pairs, re-read from the table on
+    every pass (the tokenizer's hash, then its training), never held as one list."""
+
+    def __init__(self, chunks: Callable[[], Iterator[list[tuple[str, str]]]], side: int) -> None:
+        self.chunks, self.side = chunks, side
+        self.count = sum(len(chunk) for chunk in chunks())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        return (pair[self.side] for chunk in self.chunks() for pair in chunk)
+
+
 class ParallelCorpusDataModule(SplitDataModule):
     """Sentence pairs from a hub dataset, local files or the embedded Bible verses.
 
@@ -387,11 +419,11 @@ class ParallelCorpusDataModule(SplitDataModule):
         require_columns(pooled, {"split_by": self.split_by})
         return split_by_group(pooled, self.split_by, self.seed, **fractions)
 
-    def _sides(self, table: Dataset) -> tuple[list[str], list[str]]:
-        """(sources, targets) of a table: from translation dicts, or from two columns."""
+    def _check_sides(self, table: Dataset) -> None:
+        """The configured languages (translation dicts) or columns are in the table."""
         if self.translation_column in table.column_names:
-            pairs = table[self.translation_column]
-            languages = sorted(pairs[0]) if pairs else []
+            first = table[0][self.translation_column] if len(table) else {}
+            languages = sorted(first)
             for lang in (self.source_lang, self.target_lang):
                 if lang not in languages:
                     raise DataError(
@@ -400,76 +432,86 @@ class ParallelCorpusDataModule(SplitDataModule):
                         f"choose the hub config of your pair (data.source.hub_config, now "
                         f"{self.source.get('hub_config')!r})"
                     )
-            return (
-                [p[self.source_lang] for p in pairs],
-                [p[self.target_lang] for p in pairs],
-            )
+            return
         require_columns(
             table,
             {"source_column": self.source_column, "target_column": self.target_column},
             headerless_fix=" or name the file .txt (read as source<TAB>target, no header)",
         )
-        return list(table[self.source_column]), list(table[self.target_column])
 
-    def _pairs(self, name: str, table: Dataset) -> list[tuple[str, str]]:
-        """The split's (source, target) texts: empty sides checked, lengths filtered."""
-        pairs = []
-        for row, (src, tgt) in enumerate(zip(*self._sides(table), strict=True)):
-            src, tgt = (src or "").strip(), (tgt or "").strip()
-            if not src or not tgt:
-                if self.drop_empty:
-                    continue
-                side = "source" if not src else "target"
-                raise DataError(
-                    f"pair {row} of the '{name}' split has an empty {side} "
-                    f"(source {src[:60]!r}, target {tgt[:60]!r}): clean the data or set "
-                    "data.drop_empty=true to skip such pairs"
-                )
-            words = len(src.split())
-            if words >= self.min_words and (self.max_words is None or words <= self.max_words):
-                pairs.append((src, tgt))
-        if not pairs:
+    def _side_chunks(self, table: Dataset) -> Iterator[tuple[list[str], list[str]]]:
+        """(sources, targets) of the table, ``ENCODE_BATCH`` rows at a time."""
+        dicts = self.translation_column in table.column_names
+        columns = [self.translation_column] if dicts else [self.source_column, self.target_column]
+        for batch in table.select_columns(columns).iter(batch_size=ENCODE_BATCH):
+            if dicts:
+                pairs = batch[self.translation_column]
+                yield [p[self.source_lang] for p in pairs], [p[self.target_lang] for p in pairs]
+            else:
+                yield batch[self.source_column], batch[self.target_column]
+
+    def _length_kept(self, source: str) -> bool:
+        words = len(source.split())
+        return words >= self.min_words and (self.max_words is None or words <= self.max_words)
+
+    def _pair_chunks(self, name: str, table: Dataset) -> Iterator[list[tuple[str, str]]]:
+        """The split's (source, target) texts in chunks: empty sides checked, lengths filtered.
+        A chunk at a time, so a corpus of millions of pairs is never all Python strings."""
+        self._check_sides(table)
+        row, kept = 0, 0
+        for sources, targets in self._side_chunks(table):
+            pairs = []
+            for src, tgt in zip(sources, targets, strict=True):
+                src, tgt = (src or "").strip(), (tgt or "").strip()
+                if not src or not tgt:
+                    if not self.drop_empty:
+                        side = "source" if not src else "target"
+                        raise DataError(
+                            f"pair {row} of the '{name}' split has an empty {side} "
+                            f"(source {src[:60]!r}, target {tgt[:60]!r}): clean the data or set "
+                            "data.drop_empty=true to skip such pairs"
+                        )
+                else:
+                    words = len(src.split())
+                    if words >= self.min_words and (
+                        self.max_words is None or words <= self.max_words
+                    ):
+                        pairs.append((src, tgt))
+                row += 1
+            kept += len(pairs)
+            yield pairs
+        if not kept:
             raise DataError(
                 f"no pairs of the '{name}' split have {self.min_words}-{self.max_words} source "
                 "words: widen data.min_words/data.max_words"
             )
-        return pairs
 
     def _load(self) -> None:
         raw = self._raw_splits()
-        pairs = {name: self._pairs(name, table) for name, table in raw.items()}
-        train = pairs["train"]
         if self.tgt_tokenizer is None:  # else restored from a checkpoint: keep its ids
-            self.src_tokenizer = build_tokenizer(
-                [s for s, _ in train], self.cache_dir, **self.src_tokenizer_args
-            )
-            self.tgt_tokenizer = build_tokenizer(
-                [t for _, t in train], self.cache_dir, **self.tgt_tokenizer_args
-            )
-        self.examples = {name: self._encode(name, split) for name, split in pairs.items()}
-        self.texts = {name: split for name, split in pairs.items() if name != "train"}
+            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 0)
+            self.src_tokenizer = build_tokenizer(train, self.cache_dir, **self.src_tokenizer_args)
+            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 1)
+            self.tgt_tokenizer = build_tokenizer(train, self.cache_dir, **self.tgt_tokenizer_args)
+        self.examples = {name: self._encode(name, table) for name, table in raw.items()}
+        self.texts = {
+            name: [(s, t) for chunk in self._pair_chunks(name, table) for s, t in chunk]
+            for name, table in raw.items()
+            if name != "train"
+        }
 
-    def _encode(self, name: str, pairs: Sequence[tuple[str, str]]) -> TranslationPairs:
-        """Tokenized ``ENCODE_BATCH`` pairs at a time into packed arrays (never all as lists)."""
-        starts = range(0, len(pairs), ENCODE_BATCH)
-
-        def side(tokenizer: TextTokenizer, column: int) -> PackedSequences:
-            batches = (
-                tokenizer.encode([pair[column] for pair in pairs[i : i + ENCODE_BATCH]])
-                for i in starts
-            )
-            return PackedSequences.pack(batches, tokenizer.vocab_size)
-
-        texts = None
-        if name != "train":
-            texts = [(src, normal_form(self.tgt_tokenizer, tgt)) for src, tgt in pairs]
-        return TranslationPairs(
-            side(self.src_tokenizer, 0),
-            side(self.tgt_tokenizer, 1),
-            self.bos_id,
-            self.eos_id,
-            texts,
-        )
+    def _encode(self, name: str, table: Dataset) -> TranslationPairs:
+        """A split tokenized chunk by chunk into packed arrays; evaluation splits also keep the
+        source text and the reference in BLEU's normal form."""
+        sources = PackedBuilder(self.src_tokenizer.vocab_size)
+        targets = PackedBuilder(self.tgt_tokenizer.vocab_size)
+        texts: list[tuple[str, str]] | None = None if name == "train" else []
+        for pairs in self._pair_chunks(name, table):
+            sources.add(self.src_tokenizer.encode([src for src, _ in pairs]))
+            targets.add(self.tgt_tokenizer.encode([tgt for _, tgt in pairs]))
+            if texts is not None:
+                texts += [(src, normal_form(self.tgt_tokenizer, tgt)) for src, tgt in pairs]
+        return TranslationPairs(sources.build(), targets.build(), self.bos_id, self.eos_id, texts)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.examples:
