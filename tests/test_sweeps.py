@@ -92,6 +92,31 @@ def test_summarize_tabulates_every_job(
     assert out.with_suffix(".png").stat().st_size > 0
 
 
+def test_jobs_differing_only_by_seed_are_one_row_with_mean_std_and_n(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from scipy.stats import ttest_ind
+
+    f1 = {"dot": [0.60, 0.62, 0.61], "mlp": [0.66, 0.65, 0.67]}
+    rows = [
+        {"job": str(3 * i + j), "model.score": score, "seed": str(j + 1), "val/f1": value}
+        for i, (score, values) in enumerate(f1.items())
+        for j, value in enumerate(values)
+    ]
+    summary = summarize.report_seeds(
+        rows, ["model.score", "seed"], ["val/f1"], "val/f1", tmp_path / "summary.csv"
+    )
+    assert [(r["model.score"], r["n"]) for r in summary] == [("dot", 3.0), ("mlp", 3.0)]
+    assert summary[0]["val/f1"] == pytest.approx(0.61)
+    assert summary[0]["val/f1 std"] == pytest.approx(0.01)
+    printed = capsys.readouterr().out
+    assert "| dot | 3 | 0.61 ± 0.01 |" in printed
+    p = ttest_ind(f1["dot"], f1["mlp"], equal_var=False).pvalue
+    assert f"Welch's t-test p = {p:.3g}: the difference is larger than the spread" in printed
+    saved = list(csv.DictReader((tmp_path / "summary_seeds.csv").open()))
+    assert [float(r["val/f1 std"]) for r in saved] == pytest.approx([0.01, 0.01])
+
+
 def test_summary_plot_averages_the_jobs_of_each_swept_value(monkeypatch, tmp_path: Path) -> None:
     """Numbers on a line (sorted, log axis over decades), one per ``by`` value; names as bars."""
     drawn = {}
