@@ -30,6 +30,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError
+from attnlab.data.tokenization import pretrained_vocab
 from attnlab.errors import ConfigError
 from attnlab.utils.checkpoint_io import read_checkpoint
 from attnlab.utils.config import print_config, save_config
@@ -42,8 +43,8 @@ RUN_INFO = "run.json"  # in each run dir: the W&B run id, so a resumed run conti
 
 
 def register_resolvers() -> None:
-    """``${datamodule:vocab_size}``, ``${run_name:task,overrides}``, ``${run_group:task}`` and
-    ``${gpu_precision:}``, registered once."""
+    """``${datamodule:vocab_size}``, ``${run_name:task,overrides}``, ``${run_group:task}``,
+    ``${gpu_precision:}`` and ``${pretrained_vocab:path,default}``, registered once."""
     if not OmegaConf.has_resolver("datamodule"):
         OmegaConf.register_new_resolver("datamodule", _datamodule_attr)
     if not OmegaConf.has_resolver("run_name"):
@@ -54,6 +55,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_group", run_group)
     if not OmegaConf.has_resolver("gpu_precision"):
         OmegaConf.register_new_resolver("gpu_precision", gpu_precision)
+    if not OmegaConf.has_resolver("pretrained_vocab"):
+        OmegaConf.register_new_resolver("pretrained_vocab", pretrained_vocab)
 
 
 def gpu_precision() -> str:

@@ -45,7 +45,9 @@ class ClassificationTask(BaseTask):
     def setup(self, stage: str) -> None:
         """Copy pretrained static vectors (GloVe, or a BERT's input word-piece table) into the
         embedding table once, before training starts (a resumed run then loads its own)."""
-        if stage != "fit":
+        if stage != "fit" or not (
+            self.glove_path or self.static_embeddings or self.freeze_embeddings
+        ):
             return
         table = self.net.embedding
         if self.glove_path:

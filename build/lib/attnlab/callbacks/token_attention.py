@@ -26,7 +26,8 @@ class TokenAttentionPlot(L.Callback):
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return
         datamodule = trainer.datamodule
-        examples = datamodule.splits["validation"][: self.num_examples]
+        validation = datamodule.splits["validation"]
+        examples = [validation[i] for i in range(min(self.num_examples, len(validation)))]
         batch = datamodule.encode(datamodule.texts["validation"][: self.num_examples])
         with torch.no_grad():
             logits, weights = pl_module(

@@ -15,6 +15,8 @@ import numpy as np
 
 from attnlab.data.token_cache import token_dtype
 
+ENCODE_BATCH = 10_000  # texts tokenized per call while a split is packed
+
 
 class PackedSequences:
     """``len(packed)`` sequences; ``packed[i]`` is the i-th as a list of ints."""
@@ -26,16 +28,10 @@ class PackedSequences:
     @classmethod
     def pack(cls, batches: Iterable[Sequence[Sequence[int]]], vocab_size: int) -> PackedSequences:
         """From batches of sequences (e.g. one tokenizer call each), never all lists at once."""
-        dtype = token_dtype(vocab_size)
-        chunks, lengths = [], []
+        builder = PackedBuilder(vocab_size)
         for batch in batches:
-            lengths.append(np.fromiter(map(len, batch), np.int64, len(batch)))
-            chunks.append(np.fromiter(itertools.chain.from_iterable(batch), dtype))
-        offsets = np.zeros(sum(map(len, lengths)) + 1, np.int64)
-        if lengths:
-            np.cumsum(np.concatenate(lengths), out=offsets[1:])
-        tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype)
-        return cls(tokens, offsets)
+            builder.add(batch)
+        return builder.build()
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -56,3 +52,42 @@ class PackedSequences:
     @property
     def nbytes(self) -> int:
         return self.tokens.nbytes + self.offsets.nbytes
+
+
+class PackedBuilder:
+    """Packs batches of sequences as they come (``add``), then ``build`` joins them."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.dtype = token_dtype(vocab_size)
+        self.chunks: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+
+    def add(self, batch: Sequence[Sequence[int]]) -> None:
+        self.lengths.append(np.fromiter(map(len, batch), np.int64, len(batch)))
+        self.chunks.append(np.fromiter(itertools.chain.from_iterable(batch), self.dtype))
+
+    def build(self) -> PackedSequences:
+        offsets = np.zeros(sum(map(len, self.lengths)) + 1, np.int64)
+        if self.lengths:
+            np.cumsum(np.concatenate(self.lengths), out=offsets[1:])
+        tokens = np.concatenate(self.chunks) if self.chunks else np.zeros(0, self.dtype)
+        return PackedSequences(tokens, offsets)
+
+
+class LabelledSequences:
+    """``(ids, label)`` examples of a classification split: packed ids, an int64 label array."""
+
+    def __init__(self, sequences: PackedSequences, labels: Sequence[int]) -> None:
+        if len(labels) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
+        self.sequences = sequences
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        return self.sequences[index], int(self.labels[index])
+
+    def __iter__(self) -> Iterator[tuple[list[int], int]]:
+        return (self[i] for i in range(len(self)))

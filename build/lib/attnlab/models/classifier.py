@@ -54,7 +54,7 @@ def load_glove(path: str | Path, vocab: list[str], dim: int) -> tuple[Tensor, in
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"GloVe file not found: '{path}' (model.glove_path); check it")
+        raise FileNotFoundError(f"GloVe file not found: '{path}' (task.glove_path); check it")
     index = {word: i for i, word in enumerate(vocab)}
     rows = torch.randn(len(vocab), dim) * 0.1
     hits = 0
@@ -66,7 +66,7 @@ def load_glove(path: str | Path, vocab: list[str], dim: int) -> tuple[Tensor, in
             if len(values) != dim:
                 raise ValueError(
                     f"{path}:{line_no} has {len(values)} values but the embeddings have {dim}: "
-                    "set model.net.embed_dim to the file's dimension"
+                    "set model.embed_dim to the file's dimension"
                 )
             rows[index[word]] = torch.tensor([float(v) for v in values])
             hits += 1

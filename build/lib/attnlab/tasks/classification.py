@@ -9,6 +9,8 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from attnlab.errors import ConfigError
+from attnlab.models.bert import bert_word_embeddings
 from attnlab.models.classifier import load_glove
 from attnlab.tasks.base import BaseTask
 
@@ -21,12 +23,16 @@ class ClassificationTask(BaseTask):
         num_classes: int,
         label_smoothing: float = 0.0,
         glove_path: str | None = None,
+        static_embeddings: str | None = None,
+        freeze_embeddings: bool = False,
         **base: Any,
     ) -> None:
         self.num_classes = num_classes
         super().__init__(**base)
         self.label_smoothing = label_smoothing
         self.glove_path = glove_path
+        self.static_embeddings = static_embeddings
+        self.freeze_embeddings = freeze_embeddings
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection(
@@ -37,13 +43,26 @@ class ClassificationTask(BaseTask):
         )
 
     def setup(self, stage: str) -> None:
-        """Copy GloVe vectors into the embedding table once, before training starts."""
-        if stage != "fit" or not self.glove_path:
+        """Copy pretrained static vectors (GloVe, or a BERT's input word-piece table) into the
+        embedding table once, before training starts (a resumed run then loads its own)."""
+        if stage != "fit":
             return
-        vocab = self.trainer.datamodule.tokenizer.vocab()
-        rows, hits = load_glove(self.glove_path, vocab, self.net.embedding.embedding_dim)
-        self.net.embedding.weight.data.copy_(rows)
-        print(f"GloVe: {hits}/{len(vocab)} vocabulary entries initialised from {self.glove_path}")
+        table = self.net.embedding
+        if self.glove_path:
+            vocab = self.trainer.datamodule.tokenizer.vocab()
+            rows, hits = load_glove(self.glove_path, vocab, table.embedding_dim)
+            table.weight.data.copy_(rows)
+            print(
+                f"GloVe: {hits}/{len(vocab)} vocabulary entries initialised from {self.glove_path}"
+            )
+        if self.static_embeddings:
+            try:
+                rows = bert_word_embeddings(self.static_embeddings, table.weight.shape)
+            except (FileNotFoundError, ValueError) as error:  # models/ raises plain errors
+                raise ConfigError(str(error)) from error
+            table.weight.data.copy_(rows)
+        if self.freeze_embeddings:
+            table.weight.requires_grad_(False)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         return self.net(input_ids, attention_mask)

@@ -8,6 +8,9 @@ and training examples/s through the loader with 0 and 2 workers. Ours are ``bert
 experiments are; the peer is Hugging Face ``datasets.map`` tokenization (``num_proc=2``) +
 ``group_texts`` + ``DataCollatorForLanguageModeling``, with the same tokenizer and sequence
 length (it has no NSP pairs). Every pipeline uses the pinned vocabulary ``wiki-wordpiece-8k``.
+``--pipelines translation_attention`` measures the parallel corpus the same way (the embedded
+verse pairs K times as a .tsv, its two tokenizers trained on it; it has no token cache and no
+peer).
 
     attnlab-bench-data --replicas 1 10 40 100
 
@@ -34,6 +37,7 @@ from attnlab.errors import command  # light: the measured processes import the r
 
 OURS = ("bert_mlm", "bert_mlm_nsp", "lm_transformer")
 PEER = "hf_datasets"
+TRANSLATION = "translation_attention"  # the embedded verse pairs replicated K times, as a .tsv
 SEQ_LEN = 128
 BATCH = 32
 VOCAB = "wiki-wordpiece-8k"
@@ -50,6 +54,19 @@ def write_corpus(replicas: int, path: Path) -> None:
             out.write("\n".join(lines) + "\n")
 
 
+def write_pairs(replicas: int, path: Path) -> None:
+    """The embedded English/French verses, ``replicas`` times, as a headed ``en<TAB>fr`` .tsv."""
+    from attnlab.data.sources import EMBEDDED_DIR
+
+    with gzip.open(EMBEDDED_DIR / "bible_en_fr.tsv.gz", "rt") as file:
+        header, *rows = file.read().splitlines()
+    columns = header.split("\t")
+    en, fr = columns.index("en"), columns.index("fr")
+    lines = "".join(f"{r.split(chr(9))[en]}\t{r.split(chr(9))[fr]}\n" for r in rows)
+    with path.open("w") as out:
+        out.write("en\tfr\n" + lines * replicas)
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -60,7 +77,7 @@ def _loader_rate(loader: Any, batches: int) -> float:
     next(iterator)
     start, count = time.perf_counter(), 0
     for _, batch in zip(range(batches), iterator, strict=False):
-        count += len(batch["input_ids"])
+        count += len(batch["src_ids" if "src_ids" in batch else "input_ids"])
     return count / (time.perf_counter() - start)
 
 
@@ -69,6 +86,17 @@ def _ours(experiment: str, corpus: Path, cache: Path, workers: int) -> tuple[Any
 
     from attnlab.utils.config import compose_config
 
+    overrides = [
+        f"experiment={experiment}",
+        f"data.source.files={corpus}",
+        "data.source.embedded=null",
+        f"data.num_workers={workers}",
+        f"paths.cache_dir={cache}",
+    ]
+    if experiment == TRANSLATION:  # its two tokenizers are trained on the corpus (then cached)
+        datamodule = instantiate(compose_config(overrides).data)
+        datamodule.setup("fit")
+        return datamodule, datamodule.train_dataloader()
     overrides = [
         f"experiment={experiment}",
         f"data.source.files={corpus}",
@@ -128,6 +156,9 @@ def _peer(experiment: str, corpus: Path, cache: Path, workers: int) -> tuple[Any
 def _read_all(data: Any) -> tuple[int, int]:
     """Read every cached token once (as an epoch does), so peak RSS counts the mapped pages;
     (training tokens, all tokens)."""
+    if hasattr(data, "examples") and not hasattr(data, "splits"):  # translation: packed pairs
+        sizes = {n: len(e.sources.tokens) + len(e.targets.tokens) for n, e in data.examples.items()}
+        return sizes["train"], sum(sizes.values())
     if hasattr(data, "splits"):
         for split in data.splits.values():
             split.tokens.sum()
@@ -142,6 +173,7 @@ def _import_libraries(pipeline: str) -> None:
         import transformers  # noqa: F401
     else:
         import attnlab.data.bert_pairs  # noqa: F401
+        import attnlab.data.parallel_corpus  # noqa: F401
         import attnlab.data.text_corpus  # noqa: F401
         import attnlab.utils.config  # noqa: F401
 
@@ -182,14 +214,16 @@ def _size_mb(folder: Path) -> float:
 def benchmark(replicas: list[int], pipelines: list[str], batches: int, work: Path) -> list[dict]:
     rows = []
     for k in replicas:
-        corpus = work / f"wiki_x{k}.jsonl"
+        corpus, pairs = work / f"wiki_x{k}.jsonl", work / f"verses_x{k}.tsv"
         write_corpus(k, corpus)
+        write_pairs(k, pairs)
         for pipeline in pipelines:
             cache = work / f"cache_{pipeline}_{k}"
             shutil.rmtree(cache, ignore_errors=True)
-            cold = _run(pipeline, corpus, cache, 0, batches)
-            warm = _run(pipeline, corpus, cache, 0, batches)
-            two = _run(pipeline, corpus, cache, 2, batches)
+            source = pairs if pipeline == TRANSLATION else corpus
+            cold = _run(pipeline, source, cache, 0, batches)
+            warm = _run(pipeline, source, cache, 0, batches)
+            two = _run(pipeline, source, cache, 2, batches)
             sizes = cache / ("tokens" if pipeline != PEER else "hf")
             row = {
                 "K": k,
@@ -208,6 +242,7 @@ def benchmark(replicas: list[int], pipelines: list[str], batches: int, work: Pat
             print(json.dumps(row), file=sys.stderr, flush=True)
             shutil.rmtree(cache, ignore_errors=True)
         corpus.unlink()
+        pairs.unlink()
     return rows
 
 

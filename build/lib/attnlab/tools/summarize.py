@@ -11,6 +11,11 @@ markdown and writes it as CSV (``out``, default ``<sweep>/summary.csv``), and pl
 (default: the sweep's ``optimized_metric``) against the swept value ``x`` beside it (``.png``):
 a line for a numeric value, bars for a categorical one, averaged over jobs that share it, one
 series per value of ``by``. Works offline.
+
+When ``seed`` is one of the swept keys (``-m ... seed=1,2,3``), the jobs that differ only by
+seed are also summarised as one row each: every metric's mean, standard deviation and n
+(``<out>_seeds.csv``); with exactly two such configurations, Welch's t-test says whether the
+difference of the main metric is larger than the spread between seeds.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean
+from statistics import mean, stdev
 
 from omegaconf import OmegaConf
 
@@ -57,6 +62,93 @@ def job_row(job: Path, overrides: dict[str, str], swept: list[str]) -> Row:
     if metrics_log(job) is not None:
         row.update(final_metrics(read_metrics(job)))
     return row
+
+
+SEED = "seed"
+
+
+def over_seeds(rows: list[Row], swept: list[str], metrics: list[str]) -> list[Row]:
+    """One row per configuration (the swept values but the seed): n and each metric's mean and
+    standard deviation over the seeds (std 0 for a single seed), as ``<metric>`` / ``<metric>
+    std``."""
+    keys = [k for k in swept if k != SEED]
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row.get(k, "") for k in keys)].append(row)
+    summary = []
+    for values, members in groups.items():
+        row: Row = {**dict(zip(keys, values, strict=True)), "n": float(len(members))}
+        for metric in metrics:
+            found = [m[metric] for m in members if isinstance(m.get(metric), float)]
+            if found:
+                row[metric] = mean(found)
+                row[f"{metric} std"] = stdev(found) if len(found) > 1 else 0.0
+        summary.append(row)
+    return summary
+
+
+def seed_values(rows: list[Row], config: Row, swept: list[str], metric: str) -> list[float]:
+    """``metric`` of each seed of one configuration (a row of ``over_seeds``)."""
+    keys = [k for k in swept if k != SEED]
+    return [
+        r[metric]
+        for r in rows
+        if all(r.get(k, "") == config.get(k, "") for k in keys) and isinstance(r.get(metric), float)
+    ]
+
+
+def welch_p_value(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of Welch's t-test: are two configurations' means different, given the
+    spread between their seeds?"""
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def seed_markdown(summary: list[Row], keys: list[str], metrics: list[str]) -> str:
+    """The seed summary as markdown: ``mean ± std`` per metric."""
+    shown = [
+        {
+            **{k: row.get(k, "") for k in keys},
+            "n": f"{row['n']:.0f}",
+            **{m: f"{row[m]:.4g} ± {row[f'{m} std']:.2g}" for m in metrics if m in row},
+        }
+        for row in summary
+    ]
+    return markdown(shown, [*keys, "n", *metrics])
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def report_seeds(
+    rows: list[Row], swept: list[str], metrics: list[str], main_metric: str | None, out: Path
+) -> list[Row]:
+    """Print and save the over-seeds table; with two configurations, Welch's test on the main
+    metric."""
+    keys = [k for k in swept if k != SEED]
+    summary = over_seeds(rows, swept, metrics)
+    print(f"over seeds ({SEED}=" + ",".join(sorted({str(r[SEED]) for r in rows})) + "):")
+    print(seed_markdown(summary, keys, metrics))
+    path = out.with_name(f"{out.stem}_seeds.csv")
+    write_csv(summary, path)
+    print(f"saved {path}")
+    if len(summary) == 2 and main_metric in metrics:
+        a, b = (seed_values(rows, config, swept, main_metric) for config in summary)
+        if len(a) > 1 and len(b) > 1:
+            p = welch_p_value(a, b)
+            verdict = "larger than" if p < 0.05 else "within"
+            print(
+                f"{main_metric}: Welch's t-test p = {p:.3g}: the difference is {verdict} the "
+                "spread between seeds (5% level)"
+            )
+    return summary
 
 
 def sweep_setting(jobs: list[Path], key: str) -> str | None:
@@ -138,14 +230,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print(markdown(rows, columns))
 
     out = args.out or args.sweep / "summary.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, out)
     print(f"saved {out}")
 
     metric = args.metric or sweep_setting(jobs, "optimized_metric")
+    if SEED in swept:
+        report_seeds(rows, swept, metrics, metric, out)
     if metric not in metrics:
         raise ValueError(f"metric={metric} was not logged by any job; choose one of {metrics}")
     for name, key in (("x", args.x), ("by", args.by)):
