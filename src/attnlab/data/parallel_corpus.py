@@ -288,9 +288,11 @@ class _Side:
 
     def __init__(self, chunks: Callable[[], Iterator[list[tuple[str, str]]]], side: int) -> None:
         self.chunks, self.side = chunks, side
-        self.count = sum(len(chunk) for chunk in chunks())
+        self.count: int | None = None  # counted on first use (a given vocabulary never asks)
 
     def __len__(self) -> int:
+        if self.count is None:
+            self.count = sum(len(chunk) for chunk in self.chunks())
         return self.count
 
     def __iter__(self) -> Iterator[str]:
