@@ -1,1 +1,0 @@
-"""Plain torch.nn models: no Lightning, no Hydra; each usable alone in a notebook."""
