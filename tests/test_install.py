@@ -4,6 +4,7 @@ scripts, a user's config folder and module join the run, and the Python API trai
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -110,10 +111,16 @@ def test_the_python_api_trains_a_user_experiment_and_loads_it_back(
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    """The wheel, built from a copy of the project (setuptools leaves a build/ folder behind,
+    whose stale files would go into the next wheel)."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "local")
+    shutil.copytree(REPO_ROOT / "src", source / "src", ignore=ignore)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(out), str(REPO_ROOT)],
+        + ["-w", str(out), str(source)],
         check=True,
         capture_output=True,
     )
