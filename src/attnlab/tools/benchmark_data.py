@@ -93,24 +93,10 @@ def _ours(experiment: str, corpus: Path, cache: Path, workers: int) -> tuple[Any
         f"data.num_workers={workers}",
         f"paths.cache_dir={cache}",
     ]
-    if experiment == TRANSLATION:  # its two tokenizers are trained on the corpus (then cached)
-        datamodule = instantiate(compose_config(overrides).data)
-        datamodule.setup("fit")
-        return datamodule, datamodule.train_dataloader()
-    overrides = [
-        f"experiment={experiment}",
-        f"data.source.files={corpus}",
-        "data.source.embedded=null",
-        f"data.tokenizer.vocab={VOCAB}",
-        f"data.num_workers={workers}",
-        f"data.batch_size={BATCH}",
-        f"paths.cache_dir={cache}",
-    ]
-    overrides.append(
-        f"data.block_size={SEQ_LEN}"
-        if experiment.startswith("lm")
-        else f"data.max_seq_length={SEQ_LEN}"
-    )
+    if experiment != TRANSLATION:  # translation trains its two tokenizers on the corpus
+        length = "data.block_size" if experiment.startswith("lm") else "data.max_seq_length"
+        overrides += [f"data.tokenizer.vocab={VOCAB}", f"data.batch_size={BATCH}"]
+        overrides.append(f"{length}={SEQ_LEN}")
     datamodule = instantiate(compose_config(overrides).data)
     datamodule.setup("fit")
     return datamodule, datamodule.train_dataloader()
