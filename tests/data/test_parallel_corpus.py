@@ -84,6 +84,11 @@ def _decoded_pairs(datamodule: ParallelCorpusDataModule, split: str) -> set[tupl
     }
 
 
+def _held_out(datamodule: ParallelCorpusDataModule) -> dict[str, list[tuple[str, str]]]:
+    """The evaluation splits' (source, reference) texts; training pairs keep none."""
+    return {name: list(pairs.texts) for name, pairs in datamodule.examples.items() if pairs.texts}
+
+
 def test_default_split_sizes_and_length_filter(bible: ParallelCorpusDataModule) -> None:
     """(The filter is one code path for every split: the held-out texts show it.)"""
     sizes = {name: len(pairs) for name, pairs in bible.examples.items()}
@@ -91,7 +96,7 @@ def test_default_split_sizes_and_length_filter(bible: ParallelCorpusDataModule) 
     assert sizes["test"] == pytest.approx(0.1 * 22930, rel=0.05)
     # validation is carved from what the test split leaves (attnlab.data.sources.ensure_splits)
     assert sizes["validation"] == pytest.approx(0.05 * 0.9 * 22930, rel=0.05)
-    for pairs in bible.texts.values():
+    for pairs in _held_out(bible).values():
         assert all(3 <= len(src.split()) <= 30 for src, _ in pairs)
 
 
@@ -102,9 +107,9 @@ def test_splits_are_seeded(tmp_path: Path) -> None:
     other = _module({"files": str(path)}, tmp_path, seed=2)
     for datamodule in (first, again, other):
         datamodule.setup()
-    assert first.texts == again.texts
+    assert _held_out(first) == _held_out(again)
     assert _decoded_pairs(first, "train") == _decoded_pairs(again, "train")
-    assert first.texts["test"] != other.texts["test"]
+    assert _held_out(first)["test"] != _held_out(other)["test"]
 
 
 def test_split_by_book_keeps_books_whole(bible: ParallelCorpusDataModule, tmp_path: Path) -> None:
@@ -129,7 +134,7 @@ def test_word_limits_are_configurable(tmp_path: Path) -> None:
     path = _tatoeba(tmp_path / "eng-fra.txt")
     datamodule = _module({"files": str(path)}, tmp_path, min_words=4, max_words=4)
     datamodule.setup()
-    for pairs in datamodule.texts.values():
+    for pairs in _held_out(datamodule).values():
         assert pairs and all(len(src.split()) == 4 for src, _ in pairs)
 
 
@@ -149,9 +154,9 @@ def test_tatoeba_txt_pairs_and_separate_tokenizers(tmp_path: Path) -> None:
     assert {"cat", "dog"} <= sources and not {"cat", "dog"} & targets
     assert {"chat", "chien"} <= targets and not {"chat", "chien"} & sources
     assert sum(len(split) for split in datamodule.examples.values()) == 40
-    assert set(datamodule.texts) == {"validation", "test"}  # training pairs keep no text
+    assert set(_held_out(datamodule)) == {"validation", "test"}  # training pairs keep no text
     train = datamodule.examples["train"]
-    held_out = {pair for split in datamodule.texts.values() for pair in split}
+    held_out = {pair for split in _held_out(datamodule).values() for pair in split}
     assert ("the cat sleeps 0", "le chat dort 0") in _decoded_pairs(datamodule, "train") | held_out
     assert "source" not in train[0]
     example = train[0]
@@ -269,7 +274,8 @@ def test_batches_pad_and_shift(bible: ParallelCorpusDataModule) -> None:
 
 def test_decoding_and_references_share_one_normal_form(bible: ParallelCorpusDataModule) -> None:
     example = bible.examples["test"][0]
-    text = [t for s, t in bible.texts["test"] if s == example["source"]][0]
+    raw = bible._raw_splits()["test"]
+    text = next(t for s, t in zip(raw["en"], raw["fr"], strict=True) if s == example["source"])
     decoded = bible.decode_targets(torch.tensor([example["tgt_ids"] + [bible.tgt_pad_id] * 3]))
     assert decoded == [example["reference"]] == [normal_form(bible.tgt_tokenizer, text)]
     assert join_pieces(["la", "lum", "##iere", "."]) == "la lumiere ."

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from attnlab.data import array_cache
 from attnlab.data import corpus as corpus_module
-from attnlab.data import token_cache
 from attnlab.data.text_corpus import Blocks, TextCorpusDataModule, TokenStream
 from attnlab.data.token_cache import TokenizedSplit, token_dtype
 from attnlab.errors import DataError
@@ -104,7 +104,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog, damage) -> 
     else:
         data[10] ^= 0xFF  # the same size, one byte changed
     tokens.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger=token_cache.__name__):
+    with caplog.at_level(logging.WARNING, logger=array_cache.__name__):
         rebuilt = _datamodule(corpus, tmp_path / "cache")
     assert "rebuilding" in caplog.text and "train.tokens.bin" in caplog.text
     assert np.array_equal(rebuilt.splits["train"].tokens, expected)
@@ -147,7 +147,7 @@ def test_a_full_disk_leaves_no_partial_cache_and_names_the_folder(tmp_path, monk
     def full(self, values):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(token_cache._ArrayWriter, "write", full)
+    monkeypatch.setattr(array_cache.ArrayWriter, "write", full)
     with pytest.raises(DataError, match=r"no space left .*tokens.*paths.cache_dir"):
         _datamodule(corpus, tmp_path / "cache")
     assert _folders(tmp_path / "cache") == []  # neither the cache nor its temporary folder

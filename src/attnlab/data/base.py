@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from attnlab.data.tokenization import TextTokenizer
+from attnlab.data.tokenization import DEFAULT_MAX_LENGTH, TextTokenizer
 from attnlab.utils.random_state import random_state, set_random_state
 
 # Workers send their state to the loader every this many batches, not with every batch (a third
@@ -119,5 +119,5 @@ class TokenizedDataModule(SplitDataModule):
         return {"tokenizer": self.tokenizer.to_str()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        max_length = self.tokenizer_args.get("max_length")
+        max_length = self.tokenizer_args.get("max_length", DEFAULT_MAX_LENGTH)
         self.tokenizer = TextTokenizer.from_str(state["tokenizer"], max_length)

@@ -31,11 +31,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from attnlab.data.array_cache import derived_array
 from attnlab.data.collate import pad_sequences
 from attnlab.data.corpus import CorpusDataModule
 from attnlab.data.sources import SPLITS
 from attnlab.data.streaming import StreamedMaskedOnce, StreamedSegments
-from attnlab.data.token_cache import TokenizedSplit, derived_array
+from attnlab.data.token_cache import TokenizedSplit
 from attnlab.data.tokenization import SPECIAL_TOKENS, TextTokenizer
 from attnlab.errors import DataError
 

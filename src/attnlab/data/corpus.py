@@ -16,6 +16,7 @@ from datasets import Dataset
 from datasets import IterableDataset as RecordStream
 from datasets.distributed import split_dataset_by_node
 
+from attnlab.data.array_cache import keyed_folder
 from attnlab.data.base import TokenizedDataModule
 from attnlab.data.sources import (
     DataError,
@@ -25,15 +26,8 @@ from attnlab.data.sources import (
     stream_splits,
 )
 from attnlab.data.streaming import StreamedDocuments
-from attnlab.data.token_cache import (
-    Document,
-    TokenizedSplit,
-    cache_key,
-    cached_splits,
-    read_manifest,
-    tokenizer_digest,
-)
-from attnlab.data.tokenization import BUILTIN_VOCABS, TextTokenizer, build_tokenizer
+from attnlab.data.token_cache import Document, TokenizedSplit, cached_splits, tokenizer_digest
+from attnlab.data.tokenization import TextTokenizer, build_tokenizer, tokenizer_settings
 
 READ_BATCH = 1024  # documents read and tokenized together while a cache is built
 
@@ -85,29 +79,21 @@ class CorpusDataModule(TokenizedDataModule):
 
     def _key_parts(self) -> dict[str, Any]:
         """Everything the cached ids depend on, save the tokenizer's own content."""
-        vocab = self.tokenizer_args.get("vocab")
-        if vocab:  # a vocabulary file: its stamp, so an edited file makes a new cache
-            vocab = source_fingerprint(files=str(BUILTIN_VOCABS.get(vocab, vocab)))
         return {
             "source": source_fingerprint(**self.source),
             "columns": [self.text_column, self.sentences_column],
             "split": [self.seed, self.val_fraction, self.test_fraction],
-            "tokenizer": {**self.tokenizer_args, "vocab": vocab, "kind": type(self).__name__},
+            "tokenizer": {**tokenizer_settings(self.tokenizer_args), "kind": type(self).__name__},
         }
 
     def _cache_folder(self) -> tuple[Path, dict[str, Any]]:
         """The cache of this corpus and tokenizer settings (and its key's parts); for a tokenizer
         restored from a checkpoint, that folder if it holds its ids, else one of its own."""
-        parts = self._key_parts()
-        folder = self.cache_dir / "tokens" / cache_key(parts)
+        digest = None
         if self.tokenizer is not None:
             self.prepare_tokenizer(self.tokenizer)
             digest = tokenizer_digest(self.tokenizer)
-            manifest = read_manifest(folder)
-            if manifest is None or manifest["tokenizer"] != digest:
-                parts = {**parts, "tokenizer": digest}
-                folder = self.cache_dir / "tokens" / cache_key(parts)
-        return folder, parts
+        return keyed_folder(self.cache_dir / "tokens", self._key_parts(), digest)
 
     def setup(self, stage: str | None = None) -> None:
         if not (self.splits or self.record_streams):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import math
 import random
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,13 +44,16 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
+from datasets.arrow_writer import ArrowWriter
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
+from tqdm.auto import tqdm
 
+from attnlab.data.array_cache import CacheWriter, cached_arrays, keyed_folder
 from attnlab.data.base import SplitDataModule
 from attnlab.data.collate import pad_sequences
-from attnlab.data.packed import ENCODE_BATCH, PackedBuilder, PackedSequences
+from attnlab.data.packed import ENCODE_BATCH, PackedBuilder, PackedSequences, PackedTexts
 from attnlab.data.sources import (
     EMBEDDED_DIR,
     SPLIT_ALIASES,
@@ -59,10 +63,18 @@ from attnlab.data.sources import (
     load_splits,
     not_utf8,
     require_columns,
+    source_fingerprint,
 )
-from attnlab.data.tokenization import TextTokenizer, build_tokenizer
+from attnlab.data.token_cache import token_dtype, tokenizer_digest
+from attnlab.data.tokenization import (
+    DEFAULT_MAX_LENGTH,
+    TextTokenizer,
+    build_tokenizer,
+    tokenizer_settings,
+)
 
 BOS, EOS = "[CLS]", "[SEP]"
+TOKENIZERS = ("src_tokenizer", "tgt_tokenizer")  # state_dict keys and pair-cache file stems
 TAB_SEPARATED = (".txt", ".tsv")
 READ_CHUNK = 100_000  # lines of a .txt/.tsv gathered as Python lists before they go to Arrow
 
@@ -72,15 +84,19 @@ def _suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def read_tab_separated(path: str | Path, columns: Sequence[str] | None = None) -> Dataset:
+def read_tab_separated(
+    path: str | Path, columns: Sequence[str] | None = None, into: Path | None = None
+) -> Dataset:
     """Rows of a tab-separated file. Without ``columns`` the first line names them (.tsv) and
     every row has exactly that many fields; with them (Tatoeba .txt: source, target) every line
-    needs at least that many and extra fields (the attribution) are ignored."""
+    needs at least that many and extra fields (the attribution) are ignored. With ``into`` (a
+    file), the rows are written there as Arrow and memory-mapped: the raw text of a corpus of
+    millions of pairs then costs disk, not memory."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"data file not found: '{path}'; check the path in data.source")
     opener = gzip.open if path.suffix == ".gz" else open
-    chunks: list[Dataset] = []
+    table = _TableWriter(into)
     rows: list[list[str]] = []
     try:
         with opener(path, "rt", encoding="utf-8") as f:
@@ -94,15 +110,40 @@ def read_tab_separated(path: str | Path, columns: Sequence[str] | None = None) -
             for number, line in enumerate(f, start=first):
                 rows.append(_fields(line.rstrip("\r\n"), number, path, columns, exact))
                 if len(rows) == READ_CHUNK:  # into Arrow: bounded Python lists
-                    chunks.append(_table(rows, columns))
+                    table.write(rows, columns)
                     rows = []
     except UnicodeDecodeError as error:
         raise not_utf8(str(path), error) from error
     if rows:
-        chunks.append(_table(rows, columns))
-    if not chunks:
+        table.write(rows, columns)
+    if not table.rows:
         raise DataError(f"'{path}' has no data rows; add sentence pairs to it")
-    return concatenate_datasets(chunks) if len(chunks) > 1 else chunks[0]
+    return table.dataset()
+
+
+class _TableWriter:
+    """Rows gathered into Arrow: in memory, or into an Arrow file that is then memory-mapped."""
+
+    def __init__(self, into: Path | None) -> None:
+        self.into = into
+        self.writer = ArrowWriter(path=str(into)) if into else None
+        self.chunks: list[Dataset] = []
+        self.rows = 0
+
+    def write(self, rows: list[list[str]], columns: Sequence[str]) -> None:
+        batch = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+        if self.writer is None:
+            self.chunks.append(Dataset.from_dict(batch))
+        else:
+            self.writer.write_batch(batch)
+        self.rows += len(rows)
+
+    def dataset(self) -> Dataset:
+        if self.writer is not None:
+            self.writer.finalize()
+            self.writer.close()
+            return Dataset.from_file(str(self.into))
+        return concatenate_datasets(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
 
 
 def _fields(line: str, number: int, path: Path, columns: Sequence[str], exact: bool) -> list[str]:
@@ -116,10 +157,6 @@ def _fields(line: str, number: int, path: Path, columns: Sequence[str], exact: b
             f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
         )
     return fields[: len(columns)]
-
-
-def _table(rows: list[list[str]], columns: Sequence[str]) -> Dataset:
-    return Dataset.from_dict({c: [r[i] for r in rows] for i, c in enumerate(columns)})
 
 
 def split_by_group(
@@ -243,10 +280,27 @@ class TranslationCollator:
         return batch
 
 
+class TextPairs:
+    """(source, reference) texts of an evaluation split, packed as UTF-8 bytes."""
+
+    def __init__(self, sources: PackedTexts, references: PackedTexts) -> None:
+        self.sources, self.references = sources, references
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> tuple[str, str]:
+        return self.sources[index], self.references[index]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return (self[i] for i in range(len(self)))
+
+
 class TranslationPairs(TorchDataset):
     """A split's pairs as packed token ids; evaluation splits also keep the source text and the
     reference in BLEU's normal form. Training pairs keep no text: a 10M-pair corpus costs its
-    token ids (2 bytes each with vocabularies below 65,536) and 16 bytes of offsets a pair."""
+    token ids (2 bytes each with vocabularies below 65,536) and 16 bytes of offsets a pair,
+    memory-mapped from the pair cache."""
 
     def __init__(
         self,
@@ -254,11 +308,30 @@ class TranslationPairs(TorchDataset):
         targets: PackedSequences,
         bos_id: int,
         eos_id: int,
-        texts: Sequence[tuple[str, str]] | None = None,
+        texts: TextPairs | None = None,
     ) -> None:
         self.sources, self.targets = sources, targets
         self.bos_id, self.eos_id = bos_id, eos_id
-        self.texts = texts  # (source, reference) per pair, or None
+        self.texts = texts
+
+    @classmethod
+    def from_cache(
+        cls, arrays: dict[str, np.ndarray], split: str, bos_id: int, eos_id: int
+    ) -> TranslationPairs:
+        """The split ``ParallelCorpusDataModule._write_split`` wrote into the pair cache."""
+        texts = None
+        if f"{split}.source.tokens" in arrays:
+            texts = TextPairs(
+                PackedTexts(PackedSequences.from_cache(arrays, f"{split}.source")),
+                PackedTexts(PackedSequences.from_cache(arrays, f"{split}.reference")),
+            )
+        return cls(
+            PackedSequences.from_cache(arrays, f"{split}.src"),
+            PackedSequences.from_cache(arrays, f"{split}.tgt"),
+            bos_id,
+            eos_id,
+            texts,
+        )
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -329,6 +402,7 @@ class ParallelCorpusDataModule(SplitDataModule):
         test_fraction: float = 0.1,
         seed: int = 1234,
         cache_dir: str = "outputs/cache",
+        verify_cache: bool = True,
     ) -> None:
         super().__init__()
         if max_words is not None and max_words < min_words:
@@ -354,9 +428,9 @@ class ParallelCorpusDataModule(SplitDataModule):
         self.test_fraction = test_fraction
         self.seed = seed
         self.cache_dir = Path(cache_dir)
+        self.verify_cache = verify_cache
         self.src_tokenizer: TextTokenizer | None = None
         self.tgt_tokenizer: TextTokenizer | None = None
-        self.texts: dict[str, list[tuple[str, str]]] = {}  # validation/test: (source, target)
         self.examples: dict[str, TranslationPairs] = {}
 
     # What the model needs, available before setup.
@@ -390,8 +464,9 @@ class ParallelCorpusDataModule(SplitDataModule):
         return self
 
     # Loading.
-    def _tab_separated(self) -> dict[str, Dataset] | None:
-        """The source read by ``read_tab_separated`` when it is .txt/.tsv, else None."""
+    def _tab_separated(self, scratch: Path | None) -> dict[str, Dataset] | None:
+        """The source read by ``read_tab_separated`` when it is .txt/.tsv, else None; with a
+        ``scratch`` folder, as memory-mapped Arrow files there."""
         if self.source.get("hub"):
             return None
         files = self.source.get("files")
@@ -406,13 +481,19 @@ class ParallelCorpusDataModule(SplitDataModule):
             return None
         txt_columns = [self.source_column, self.target_column]
         return {
-            split: read_tab_separated(path, txt_columns if _suffix(path) == ".txt" else None)
+            split: read_tab_separated(
+                path,
+                txt_columns if _suffix(path) == ".txt" else None,
+                scratch / f"{split}.arrow" if scratch else None,
+            )
             for split, path in paths.items()
         }
 
-    def _raw_splits(self) -> DatasetDict:
+    def _raw_splits(self, scratch: Path | None = None) -> DatasetDict:
+        """The source's train/validation/test tables, before filtering; .txt/.tsv files are
+        written as Arrow into ``scratch`` when given (else held in memory)."""
         fractions = {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
-        tables = self._tab_separated()
+        tables = self._tab_separated(scratch)
         if tables is None:
             tables = load_splits(**self.source, seed=self.seed, **fractions)
         if self.split_by == "example":
@@ -473,12 +554,8 @@ class ParallelCorpusDataModule(SplitDataModule):
                             f"(source {src[:60]!r}, target {tgt[:60]!r}): clean the data or set "
                             "data.drop_empty=true to skip such pairs"
                         )
-                else:
-                    words = len(src.split())
-                    if words >= self.min_words and (
-                        self.max_words is None or words <= self.max_words
-                    ):
-                        pairs.append((src, tgt))
+                elif self._length_kept(src):
+                    pairs.append((src, tgt))
                 row += 1
             kept += len(pairs)
             yield pairs
@@ -488,32 +565,80 @@ class ParallelCorpusDataModule(SplitDataModule):
                 "words: widen data.min_words/data.max_words"
             )
 
-    def _load(self) -> None:
-        raw = self._raw_splits()
-        if self.tgt_tokenizer is None:  # else restored from a checkpoint: keep its ids
-            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 0)
-            self.src_tokenizer = build_tokenizer(train, self.cache_dir, **self.src_tokenizer_args)
-            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 1)
-            self.tgt_tokenizer = build_tokenizer(train, self.cache_dir, **self.tgt_tokenizer_args)
-        self.examples = {name: self._encode(name, table) for name, table in raw.items()}
-        self.texts = {
-            name: [(s, t) for chunk in self._pair_chunks(name, table) for s, t in chunk]
-            for name, table in raw.items()
-            if name != "train"
+    def _key_parts(self) -> dict[str, Any]:
+        """Everything the cached pairs depend on, save a restored tokenizer's own content."""
+        return {
+            "source": source_fingerprint(**self.source),
+            "sides": [self.source_lang, self.target_lang, self.source_column, self.target_column],
+            "translation_column": self.translation_column,
+            "split": [self.split_by, self.seed, self.val_fraction, self.test_fraction],
+            "filter": [self.min_words, self.max_words, self.drop_empty],
+            "tokenizers": [
+                tokenizer_settings(self.src_tokenizer_args),
+                tokenizer_settings(self.tgt_tokenizer_args),
+            ],
         }
 
-    def _encode(self, name: str, table: Dataset) -> TranslationPairs:
+    def _load(self) -> None:
+        """The pairs from the pair cache, built first when missing: a run whose cache exists
+        neither reads the corpus nor trains tokenizers."""
+        digest = None
+        if self.tgt_tokenizer is not None:  # restored from a checkpoint: keep its ids
+            digest = [tokenizer_digest(self.src_tokenizer), tokenizer_digest(self.tgt_tokenizer)]
+        folder, parts = keyed_folder(self.cache_dir / "pairs", self._key_parts(), digest)
+        manifest, arrays = cached_arrays(folder, self._write_cache, parts, self.verify_cache)
+        if self.tgt_tokenizer is None:
+            self.load_state_dict(
+                {side: (folder / f"{side}.json").read_text() for side in TOKENIZERS}
+            )
+        self.examples = {
+            split: TranslationPairs.from_cache(arrays, split, self.bos_id, self.eos_id)
+            for split in manifest["splits"]
+        }
+
+    def _write_cache(self, writer: CacheWriter) -> dict[str, Any]:
+        """Read the corpus, train the tokenizers (unless restored) and tokenize every split into
+        the pair cache's files. The raw text is memory-mapped from a scratch folder in the cache
+        being built, removed when done."""
+        scratch = writer.folder / "raw"
+        scratch.mkdir()
+        raw = self._raw_splits(scratch)
+        src, tgt = self.src_tokenizer, self.tgt_tokenizer
+        if tgt is None:
+            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 0)
+            src = build_tokenizer(train, self.cache_dir, **self.src_tokenizer_args)
+            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 1)
+            tgt = build_tokenizer(train, self.cache_dir, **self.tgt_tokenizer_args)
+        for side, tokenizer in zip(TOKENIZERS, (src, tgt), strict=True):
+            writer.text(f"{side}.json", tokenizer.to_str())
+        counts = {
+            name: self._write_split(writer, name, table, src, tgt) for name, table in raw.items()
+        }
+        shutil.rmtree(scratch)
+        return {"tokenizer": [tokenizer_digest(src), tokenizer_digest(tgt)], "splits": counts}
+
+    def _write_split(
+        self, writer: CacheWriter, name: str, table: Dataset, src: TextTokenizer, tgt: TextTokenizer
+    ) -> int:
         """A split tokenized chunk by chunk into packed arrays; evaluation splits also keep the
         source text and the reference in BLEU's normal form."""
-        sources = PackedBuilder(self.src_tokenizer.vocab_size)
-        targets = PackedBuilder(self.tgt_tokenizer.vocab_size)
-        texts: list[tuple[str, str]] | None = None if name == "train" else []
-        for pairs in self._pair_chunks(name, table):
-            sources.add(self.src_tokenizer.encode([src for src, _ in pairs]))
-            targets.add(self.tgt_tokenizer.encode([tgt for _, tgt in pairs]))
-            if texts is not None:
-                texts += [(src, normal_form(self.tgt_tokenizer, tgt)) for src, tgt in pairs]
-        return TranslationPairs(sources.build(), targets.build(), self.bos_id, self.eos_id, texts)
+        sources = PackedBuilder.into(writer, f"{name}.src", token_dtype(src.vocab_size))
+        targets = PackedBuilder.into(writer, f"{name}.tgt", token_dtype(tgt.vocab_size))
+        texts = None
+        if name != "train":
+            texts = (
+                PackedBuilder.into(writer, f"{name}.source", np.uint8),
+                PackedBuilder.into(writer, f"{name}.reference", np.uint8),
+            )
+        with tqdm(total=len(table), desc=f"tokenizing {name}", unit="pair", mininterval=2) as bar:
+            for pairs in self._pair_chunks(name, table):
+                sources.add(src.encode([s for s, _ in pairs]))
+                targets.add(tgt.encode([t for _, t in pairs]))
+                if texts is not None:
+                    texts[0].add_texts([s for s, _ in pairs])
+                    texts[1].add_texts([normal_form(tgt, t) for _, t in pairs])
+                bar.update(min(ENCODE_BATCH, bar.total - bar.n))
+        return sources.count
 
     def setup(self, stage: str | None = None) -> None:
         if not self.examples:
@@ -565,8 +690,8 @@ class ParallelCorpusDataModule(SplitDataModule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.src_tokenizer = TextTokenizer.from_str(
-            state["src_tokenizer"], self.src_tokenizer_args.get("max_length")
+            state["src_tokenizer"], self.src_tokenizer_args.get("max_length", DEFAULT_MAX_LENGTH)
         )
         self.tgt_tokenizer = TextTokenizer.from_str(
-            state["tgt_tokenizer"], self.tgt_tokenizer_args.get("max_length")
+            state["tgt_tokenizer"], self.tgt_tokenizer_args.get("max_length", DEFAULT_MAX_LENGTH)
         )

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
 
-from attnlab.data.sources import EMBEDDED_DIR
+from attnlab.data.sources import EMBEDDED_DIR, source_fingerprint
 from attnlab.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+DEFAULT_MAX_LENGTH = 128  # tokens kept per text unless the tokenizer config says otherwise
 BUILTIN_VOCABS = {
     "bert-base-uncased": EMBEDDED_DIR / "bert-base-uncased-vocab.txt",
     # trained on the embedded Wikipedia train split, pinned (training is not deterministic)
@@ -117,7 +119,7 @@ def build_tokenizer(
     vocab_size: int = 8000,
     lowercase: bool = True,
     min_frequency: int = 2,
-    max_length: int | None = 128,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
 ) -> TextTokenizer:
     """Load ``vocab`` if given, else train WordPiece on ``texts`` (cached by content hash)."""
     if vocab:
@@ -137,6 +139,15 @@ def build_tokenizer(
             _train(texts, vocab_size, lowercase, min_frequency).save(str(tmp))
             tmp.replace(cache)  # atomic: a crash never leaves a half-written vocabulary
     return TextTokenizer(Tokenizer.from_file(str(cache)), max_length)
+
+
+def tokenizer_settings(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Tokenizer settings as a part of a cache key: a vocabulary file by its stamp, so an edited
+    file makes a new cache."""
+    vocab = args.get("vocab")
+    if vocab:
+        vocab = source_fingerprint(files=str(BUILTIN_VOCABS.get(vocab, vocab)))
+    return {**args, "vocab": vocab}
 
 
 def pretrained_vocab(pretrained: str | None, default: str) -> str:

@@ -9,7 +9,7 @@ experiments are; the peer is Hugging Face ``datasets.map`` tokenization (``num_p
 ``group_texts`` + ``DataCollatorForLanguageModeling``, with the same tokenizer and sequence
 length (it has no NSP pairs). Every pipeline uses the pinned vocabulary ``wiki-wordpiece-8k``.
 ``--pipelines translation_attention`` measures the parallel corpus the same way (the embedded
-verse pairs K times as a .tsv, its two tokenizers trained on it; it has no token cache and no
+verse pairs K times as a .tsv, its two tokenizers trained on it, then its pair cache; it has no
 peer).
 
     attnlab-bench-data --replicas 1 10 40 100
@@ -210,7 +210,7 @@ def benchmark(replicas: list[int], pipelines: list[str], batches: int, work: Pat
             cold = _run(pipeline, source, cache, 0, batches)
             warm = _run(pipeline, source, cache, 0, batches)
             two = _run(pipeline, source, cache, 2, batches)
-            sizes = cache / ("tokens" if pipeline != PEER else "hf")
+            sizes = cache / {PEER: "hf", TRANSLATION: "pairs"}.get(pipeline, "tokens")
             row = {
                 "K": k,
                 "pipeline": pipeline,
