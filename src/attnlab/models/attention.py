@@ -25,18 +25,33 @@ def _check_same_dim(name: str, query_dim: int, key_dim: int) -> None:
         )
 
 
-class DotScore(nn.Module):
+class Score(nn.Module):
+    """A score function, in two parts: ``prepare(keys)`` is what depends on the keys alone
+    (projected or normalised once per sentence, however many queries meet them: a decoder's
+    steps), ``compare(query, prepared)`` the rest. ``score(query, keys)`` does both."""
+
+    def prepare(self, keys: Tensor) -> Tensor:
+        return keys
+
+    def compare(self, query: Tensor, prepared: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        return self.compare(query, self.prepare(keys))
+
+
+class DotScore(Score):
     """s = q . k (Luong 'dot')."""
 
     def __init__(self, query_dim: int, key_dim: int) -> None:
         super().__init__()
         _check_same_dim("dot", query_dim, key_dim)
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        return query @ keys.transpose(-2, -1)
+    def compare(self, query: Tensor, prepared: Tensor) -> Tensor:
+        return query @ prepared.transpose(-2, -1)
 
 
-class CosineScore(nn.Module):
+class CosineScore(Score):
     """s = scale * cos(q, k); cosines live in [-1, 1], so a learned scale lets softmax get sharp."""
 
     def __init__(self, query_dim: int, key_dim: int, init_scale: float = 10.0) -> None:
@@ -44,27 +59,32 @@ class CosineScore(nn.Module):
         _check_same_dim("cosine", query_dim, key_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        cos = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).transpose(-2, -1)
-        return self.log_scale.exp() * cos
+    def prepare(self, keys: Tensor) -> Tensor:
+        return F.normalize(keys, dim=-1)
+
+    def compare(self, query: Tensor, prepared: Tensor) -> Tensor:
+        return self.log_scale.exp() * (F.normalize(query, dim=-1) @ prepared.transpose(-2, -1))
 
 
-class BilinearScore(nn.Module):
+class BilinearScore(Score):
     """s = q^T W k (Luong 'general'); query and key may differ in size."""
 
     def __init__(self, query_dim: int, key_dim: int) -> None:
         super().__init__()
         self.weight = nn.Linear(key_dim, query_dim, bias=False)
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        return query @ self.weight(keys).transpose(-2, -1)
+    def prepare(self, keys: Tensor) -> Tensor:
+        return self.weight(keys)
+
+    def compare(self, query: Tensor, prepared: Tensor) -> Tensor:
+        return query @ prepared.transpose(-2, -1)
 
 
-class MLPScore(nn.Module):
+class MLPScore(Score):
     """s = v^T tanh(W [q ; k]) (Bahdanau 'additive'): the seed's FC(s_{m-1} || h_i).
 
     W [q ; k] is computed as W_q q + W_k k so the concatenation is never materialised for every
-    (query, key) pair.
+    (query, key) pair, and W_k k is prepared once for all the queries.
     """
 
     def __init__(self, query_dim: int, key_dim: int, hidden_dim: int | None = None) -> None:
@@ -74,14 +94,15 @@ class MLPScore(nn.Module):
         self.key_proj = nn.Linear(key_dim, hidden_dim, bias=True)
         self.v = nn.Linear(hidden_dim, 1, bias=False)
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + self.key_proj(keys).unsqueeze(1))
+    def prepare(self, keys: Tensor) -> Tensor:
+        return self.key_proj(keys)
+
+    def compare(self, query: Tensor, prepared: Tensor) -> Tensor:
+        hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + prepared.unsqueeze(1))
         return self.v(hidden).squeeze(-1)
 
 
-def build_score(
-    name: str, query_dim: int, key_dim: int, hidden_dim: int | None = None
-) -> nn.Module:
+def build_score(name: str, query_dim: int, key_dim: int, hidden_dim: int | None = None) -> Score:
     """The score function called ``name`` (one of ``SCORE_FUNCTIONS``)."""
     if name == "dot":
         return DotScore(query_dim, key_dim)

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from attnlab.models.losses import linear_cross_entropy
 from attnlab.models.positional import build_positional
 from attnlab.models.transformer import Encoder
 
@@ -72,10 +73,27 @@ class TransformerLM(nn.Module):
         x = self.token_embeddings(ids) * math.sqrt(self.d_model)
         return self.dropout(self.positional(x))
 
-    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        """ids (B, T), mask (B, T) True on real tokens -> logits (B, T, vocab_size)."""
+    loss_from_labels = True  # forward(ids, labels=...) returns the loss (LanguageModelTask)
+
+    def forward(
+        self,
+        ids: Tensor,
+        mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        ignore_index: int = -100,
+    ) -> Tensor:
+        """ids (B, T), mask (B, T) True on real tokens -> logits (B, T, vocab_size).
+
+        With ``labels`` (B, T), the mean next-token cross-entropy over the labels that are not
+        ``ignore_index`` instead, computed through the vocabulary projection chunk by chunk
+        (``linear_cross_entropy``): the same value and gradients, without the (B, T, V) logits.
+        """
         x, _ = self.encoder(self.embed(ids), mask=mask, causal=True)
-        return self.lm_head(x)
+        if labels is None:
+            return self.lm_head(x)
+        return linear_cross_entropy(
+            x.flatten(0, 1), self.lm_head.weight, labels.flatten(), ignore_index
+        )
 
     def attention_maps(self, ids: Tensor, mask: Tensor | None = None) -> list[Tensor]:
         """The causal self-attention weights of every layer, [(B, H, T, T)], for plots."""

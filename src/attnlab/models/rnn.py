@@ -164,9 +164,10 @@ class RNNDecoder(nn.Module):
 
     With ``key_dim`` the score meets k_i = W h_i, projected once per sentence, instead of h_i.
     For the mlp score, v^T tanh(W_q s + W_k k_i) is the same score with W_k factored through
-    ``key_dim`` (no loss when key_dim >= attention_dim), and it no longer re-projects every h_i
-    at every step, the largest cost of the attention; dot and cosine need it when h_i and
-    s_{m-1} differ in size (a bidirectional encoder).
+    ``key_dim`` (no loss when key_dim >= attention_dim); dot and cosine need it when h_i and
+    s_{m-1} differ in size (a bidirectional encoder). Whatever the score does to the keys alone
+    (W_k k_i, normalising) is done once per sentence too (``keys``), not at every step: it was
+    the largest cost of the attention.
     """
 
     def __init__(
@@ -211,8 +212,10 @@ class RNNDecoder(nn.Module):
         return self.dropout(self.embedding(ids))
 
     def keys(self, memory: Tensor) -> Tensor:
-        """What the score compares s_{m-1} with: h_i, or W h_i once per sentence (``key_dim``)."""
-        return memory if self.key_proj is None else self.key_proj(memory)
+        """What every step's score compares s_{m-1} with, prepared once per sentence: h_i, or
+        k_i = W h_i (``key_dim``), through the score's own key-side part (``Score.prepare``)."""
+        keys = memory if self.key_proj is None else self.key_proj(memory)
+        return keys if self.score is None else self.score.prepare(keys)
 
     def step(
         self, y: Tensor, state: State, memory: Tensor, keys: Tensor, memory_mask: Tensor
@@ -226,7 +229,7 @@ class RNNDecoder(nn.Module):
         """
         inputs, context, alpha = y, None, None
         if self.score is not None:
-            scores = self.score(_top(state).unsqueeze(1), keys)  # (B, 1, S)
+            scores = self.score.compare(_top(state).unsqueeze(1), keys)  # (B, 1, S)
             alpha = masked_softmax(scores, memory_mask.unsqueeze(1))
             context = (alpha @ memory).squeeze(1)  # (B, D)
             alpha = alpha.squeeze(1)

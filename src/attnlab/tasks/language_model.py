@@ -28,11 +28,14 @@ class LanguageModelTask(BaseTask):
         return self.net(input_ids)
 
     def step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
-        logits = self(batch["input_ids"])
         labels = batch["labels"]
-        loss = F.cross_entropy(
-            logits.flatten(0, 1).float(), labels.flatten(), ignore_index=self.ignore_index
-        )
+        if getattr(self.net, "loss_from_labels", False):  # e.g. without the full logits
+            loss = self.net(batch["input_ids"], labels=labels, ignore_index=self.ignore_index)
+        else:
+            logits = self(batch["input_ids"])
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=self.ignore_index
+            )
         tokens = (labels != self.ignore_index).sum()
         self.stage_metrics(stage).update(loss.detach(), weight=tokens)
         self.log_metrics(stage, loss, batch_size=labels.size(0))

@@ -1,20 +1,18 @@
-"""Training throughput against the reference implementations, in one process on the same inputs.
+"""Training throughput of every model family against its library peer, in one process.
 
-1. Our BERT masked-LM training step (forward, backward, AdamW) against Hugging Face's
-   ``BertForMaskedLM`` with the same config and the same initial weights, run with
-   ``attn_implementation="sdpa"`` and ``"eager"`` (the faster one is HF's number). Both see the
-   same batches and the same optimizer, so their masked-LM losses should agree step by step
-   (equal learning); any gap is speed alone. Ours gathers the masked positions (15%) before the
-   vocabulary decoder; HF computes logits at every position.
+1. BERT masked-LM step (forward, backward, AdamW) against Hugging Face's ``BertForMaskedLM`` with
+   the same config and initial weights, ``attn_implementation="sdpa"`` and ``"eager"`` (the
+   faster one is HF's number). Ours gathers the masked positions (15%) before the vocabulary
+   decoder; HF computes logits at every position.
 2. Our ``Encoder`` against ``torch.nn.TransformerEncoder`` (post-norm, GELU), same weights.
+3. The Transformer LM against GPT-2, the ViT against HF's ViT and the RNN seq2seq against the
+   textbook loop (``attnlab.tools.bench_peers``).
 
-Steps of the contenders are interleaved (ours, HF sdpa, HF eager, ours, ...) so load from other
-processes hits them alike; tokens/s is batch * seq_len / the median step time. MFU uses the FLOPs
-formula of ``attnlab.callbacks.throughput``; the peak is the best of matmul probes in the step's
-dtype run before and after the timed steps (a probe under a burst of load reads low).
-Dropout is 0 so the losses are comparable and only the implementations are timed.
+How contenders race, and what a row reports: ``attnlab.tools.bench_race``. MFU uses the FLOPs
+formula of ``attnlab.callbacks.throughput``. Dropout is 0 so the losses are comparable and only
+the implementations are timed.
 
-    OMP_NUM_THREADS=2 attnlab-bench [--quick] [--device cpu]
+    OMP_NUM_THREADS=2 attnlab-bench [--quick] [--families bert lm ...] [--device cpu]
 
 Writes benchmark.json and benchmark.md to --out.
 """
@@ -25,32 +23,26 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.callbacks.throughput import matmul_peak_flops, model_flops_per_token, synchronize
+from attnlab.callbacks.throughput import model_flops_per_token
 from attnlab.errors import command
 from attnlab.models.bert import BertForPreTraining, export_hf_bert_state_dict
-from attnlab.models.lm import count_parameters
 from attnlab.models.transformer import Encoder
+from attnlab.tools import bench_peers
+from attnlab.tools.bench_race import DTYPES, NUM_BATCHES, compare
 from attnlab.utils.hardware import device_name
 from attnlab.utils.script_args import parse_key_values
 
 IGNORE_INDEX = -100
 MASK_ID = 3  # any id: the inputs are random tokens
 MASK_FRACTION = 0.15
-NUM_BATCHES = 4  # distinct batches cycled through, so the losses show learning, not memorising
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-HF_IMPLS = ("sdpa", "eager")
-LossFn = Callable[[nn.Module, Any], Tensor]  # (model, batch) -> loss
+HF_IMPLS = bench_peers.HF_IMPLS
 
 
 def mlm_batches(args: argparse.Namespace, vocab: int, device: torch.device) -> list[dict]:
@@ -119,96 +111,17 @@ def hf_mlm_loss(model: nn.Module, batch: dict) -> Tensor:
     return model(**batch).loss
 
 
-def train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: LossFn,
-    batch: Any,
-    device: torch.device,
-    dtype: torch.dtype | None,
-) -> tuple[float, float]:
-    """One forward, backward and optimizer step: (seconds, loss)."""
-    synchronize(device)
-    start = time.perf_counter()
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        loss = loss_fn(model, batch)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    synchronize(device)
-    return time.perf_counter() - start, loss.item()
-
-
-def race(
-    contenders: dict[str, tuple[nn.Module, LossFn]],
-    batches: list,
-    args: argparse.Namespace,
-    device: torch.device,
-    dtype: torch.dtype | None,
-) -> dict[str, dict]:
-    """Interleaved training steps of every contender: step seconds and losses of each."""
-    optimizers = {
-        name: torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, fused=True)
-        for name, (model, _) in contenders.items()
-    }
-    runs = {name: {"step_seconds": [], "losses": []} for name in contenders}
-    for i in range(args.warmup + args.iters):
-        batch = batches[i % len(batches)]
-        for name, (model, loss_fn) in contenders.items():
-            seconds, loss = train_step(model, optimizers[name], loss_fn, batch, device, dtype)
-            runs[name]["losses"].append(loss)
-            if i >= args.warmup:
-                runs[name]["step_seconds"].append(seconds)
-    return runs
-
-
-def summarise(run: dict, tokens: int, flops_per_token: int, peak: float, params: int) -> dict:
-    tokens_per_s = tokens / statistics.median(run["step_seconds"])
-    return {
-        **run,
-        "params": params,
-        "tokens_per_s": tokens_per_s,
-        "mfu": tokens_per_s * flops_per_token / peak,
-    }
-
-
 def bench_bert(args: argparse.Namespace, vocab: int, dtype_name: str, device: torch.device) -> dict:
-    dtype = DTYPES[dtype_name]
     models = build_berts(args, vocab, device)
-    loss_fns = {name: ours_mlm_loss if name == "ours" else hf_mlm_loss for name in models}
-    peak_before = matmul_peak_flops(device, dtype or torch.float32)
-    runs = race(
-        {n: (m, loss_fns[n]) for n, m in models.items()},
-        mlm_batches(args, vocab, device),
-        args,
-        device,
-        dtype,
-    )
+    contenders = {n: (m, ours_mlm_loss if n == "ours" else hf_mlm_loss) for n, m in models.items()}
+    batches = mlm_batches(args, vocab, device)
     flops = model_flops_per_token(models["ours"], args.seq_len)
-    peak = max(peak_before, matmul_peak_flops(device, dtype or torch.float32))  # load dips
-    tokens = args.batch * args.seq_len
-    result = {
-        name: summarise(run, tokens, flops, peak, count_parameters(models[name]))
-        for name, run in runs.items()
-    }
-    hf_best = max(HF_IMPLS, key=lambda impl: result[f"hf_{impl}"]["tokens_per_s"])
-    best = result[f"hf_{hf_best}"]
-    loss_gap = max(abs(a - b) for a, b in zip(runs["ours"]["losses"], best["losses"], strict=True))
-    return {
-        "vocab_size": vocab,
-        "dtype": dtype_name,
-        "flops_per_token": flops,
-        "peak_flops": peak,
-        "hf_best": hf_best,
-        "ratio": result["ours"]["tokens_per_s"] / best["tokens_per_s"],
-        "max_loss_gap": loss_gap,
-        **result,
-    }
+    row = compare(contenders, batches, args.batch * args.seq_len, flops, args, device, dtype_name)
+    return {"vocab_size": vocab, **row}
 
 
 def bench_encoder(args: argparse.Namespace, dtype_name: str, device: torch.device) -> dict:
     """Our Encoder against torch.nn.TransformerEncoder: same weights, same inputs."""
-    dtype = DTYPES[dtype_name]
     torch.manual_seed(0)
     sizes = (args.hidden, args.heads, args.intermediate)
     layer = nn.TransformerEncoderLayer(
@@ -237,60 +150,57 @@ def bench_encoder(args: argparse.Namespace, dtype_name: str, device: torch.devic
         "ours": (ours.to(device).train(), ours_loss),
         "torch": (reference.to(device).train(), torch_loss),
     }
-    peak_before = matmul_peak_flops(device, dtype or torch.float32)
-    runs = race(contenders, inputs, args, device, dtype)
     flops = model_flops_per_token(ours, args.seq_len)
-    peak = max(peak_before, matmul_peak_flops(device, dtype or torch.float32))
-    tokens = args.batch * args.seq_len
-    params = count_parameters(ours)
-    result = {name: summarise(run, tokens, flops, peak, params) for name, run in runs.items()}
-    return {
-        "dtype": dtype_name,
-        "ratio": result["ours"]["tokens_per_s"] / result["torch"]["tokens_per_s"],
-        "max_loss_gap": max(
-            abs(a - b) for a, b in zip(runs["ours"]["losses"], runs["torch"]["losses"], strict=True)
-        ),
-        **result,
-    }
+    return compare(contenders, inputs, args.batch * args.seq_len, flops, args, device, dtype_name)
 
 
-def markdown(meta: dict, berts: list[dict], encoders: list[dict]) -> str:
+FAMILIES = {  # family: (title, what is counted, lead column)
+    "bert": ("BERT masked-LM step (forward + backward + AdamW)", "tokens", "vocab_size"),
+    "encoder": ("Encoder step against torch.nn.TransformerEncoder", "tokens", None),
+    "lm": ("Transformer LM step against GPT2LMHeadModel", "tokens", None),
+    "vit": ("ViT step against ViTForImageClassification", "images", None),
+    "seq2seq": (
+        "Seq2seq (additive attention) step against the textbook loop",
+        "target tokens",
+        None,
+    ),
+}
+
+
+def family_table(family: str, rows: list[dict]) -> list[str]:
+    """One markdown table: items/s of every contender, the ratio, MFU and the loss gap."""
+    title, unit, lead = FAMILIES[family]
+    names = list(rows[0]["contenders"])
+    head = ([lead.replace("_", " ")] if lead else []) + ["dtype", *names]
+    head += ["ours / best peer", "MFU ours", "max loss gap"]
+    lines = [f"{title}, {unit}/s:", "", "| " + " | ".join(head) + " |"]
+    lines.append("| " + " | ".join("---:" if h != "dtype" else "---" for h in head) + " |")
+    for row in rows:
+        cells = [str(row[lead])] if lead else []
+        cells.append(row["dtype"])
+        cells += [f"{row['contenders'][n]['items_per_s']:,.0f}" for n in names]
+        mfu = row["contenders"]["ours"]["mfu"]
+        cells += [f"{row['ratio']:.2f}x", f"{mfu:.1%}" if mfu else "-"]
+        cells.append(f"{row['max_loss_gap']:.2e}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(meta: dict, report: dict[str, list[dict]]) -> str:
     lines = [
-        "# attnlab vs Hugging Face / torch: training throughput",
+        "# attnlab vs its library peers: training throughput",
         "",
         f"{meta['device_name']}, {meta['threads']} threads, load average {meta['load_average']}; "
         f"torch {meta['torch']}, transformers {meta['transformers']}. hidden {meta['hidden']}, "
         f"{meta['layers']} layers, {meta['heads']} heads, intermediate {meta['intermediate']}, "
-        f"seq {meta['seq_len']}, batch {meta['batch']}; median of {meta['iters']} steps after "
-        f"{meta['warmup']} warm-up.",
+        f"seq {meta['seq_len']}, batch {meta['batch']} (ViT: {meta['vit_batch']} images of "
+        f"{meta['image_size']}x{meta['image_size']}, patch {meta['patch_size']}); median of "
+        f"{meta['iters']} steps after {meta['warmup']} warm-up.",
         "",
-        "BERT masked-LM step (forward + backward + AdamW), tokens/s:",
-        "",
-        "| vocab | dtype | ours | HF sdpa | HF eager | ours / best HF | MFU ours | MFU HF "
-        "| max loss gap |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in berts:
-        hf_mfu = r[f"hf_{r['hf_best']}"]["mfu"]
-        lines.append(
-            f"| {r['vocab_size']} | {r['dtype']} | {r['ours']['tokens_per_s']:,.0f} "
-            f"| {r['hf_sdpa']['tokens_per_s']:,.0f} | {r['hf_eager']['tokens_per_s']:,.0f} "
-            f"| {r['ratio']:.2f}x | {r['ours']['mfu']:.1%} | {hf_mfu:.1%} "
-            f"| {r['max_loss_gap']:.2e} |"
-        )
-    lines += [
-        "",
-        "Encoder step, tokens/s:",
-        "",
-        "| dtype | ours | torch.nn.TransformerEncoder | ours / torch | max loss gap |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for r in encoders:
-        lines.append(
-            f"| {r['dtype']} | {r['ours']['tokens_per_s']:,.0f} "
-            f"| {r['torch']['tokens_per_s']:,.0f} | {r['ratio']:.2f}x | {r['max_loss_gap']:.2e} |"
-        )
-    return "\n".join(lines) + "\n"
+    for family, rows in report.items():
+        lines += family_table(family, rows)
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -303,7 +213,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--intermediate", type=int, default=1024)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32, help="sequences a batch")
+    parser.add_argument("--families", nargs="+", choices=tuple(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--lm-vocab", type=int, default=8192, help="the Transformer LM's")
+    parser.add_argument("--seq2seq-vocab", type=int, default=8000, help="each side's")
+    parser.add_argument("--vit-batch", type=int, default=64, help="images a ViT batch")
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--patch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW's, for both")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=7)
@@ -333,16 +249,27 @@ def main(argv: list[str] | None = None) -> dict:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
-    berts = [bench_bert(args, vocab, dtype, device) for vocab in args.vocab for dtype in args.dtype]
-    encoders = [bench_encoder(args, dtype, device) for dtype in args.dtype]
-    report = {"meta": meta, "bert_mlm": berts, "encoder": encoders}
+    races = {
+        "lm": lambda: bench_peers.lm_race(args, args.lm_vocab, device),
+        "vit": lambda: bench_peers.vit_race(args, device),
+        "seq2seq": lambda: bench_peers.seq2seq_race(args, device),
+    }
+    report = {}
+    for family in args.families:
+        if family == "bert":
+            rows = [bench_bert(args, v, dtype, device) for v in args.vocab for dtype in args.dtype]
+        elif family == "encoder":
+            rows = [bench_encoder(args, dtype, device) for dtype in args.dtype]
+        else:
+            rows = [compare(*races[family](), args, device, dtype) for dtype in args.dtype]
+        report[family] = rows
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2))
-    table = markdown(meta, berts, encoders)
+    (args.out / "benchmark.json").write_text(json.dumps({"meta": meta, **report}, indent=2))
+    table = markdown(meta, report)
     (args.out / "benchmark.md").write_text(table)
     print(table)
     print(f"wrote {args.out / 'benchmark.json'} and {args.out / 'benchmark.md'}")
-    return report
+    return {"meta": meta, **report}
 
 
 if __name__ == "__main__":
