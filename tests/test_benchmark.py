@@ -13,7 +13,8 @@ from attnlab.tools import benchmark  # noqa: E402  (needs transformers)
 
 TINY = ["--hidden", "32", "--layers", "2", "--heads", "4", "--intermediate", "64",
         "--seq-len", "16", "--batch", "4", "--vocab", "100", "120", "--lm-vocab", "100",
-        "--seq2seq-vocab", "50", "--vit-batch", "4", "--image-size", "8"]  # fmt: skip
+        "--seq2seq-vocab", "50", "--seq2seq-batch", "4", "--vit-batch", "4",
+        "--image-size", "8"]  # fmt: skip
 PEERS = {
     "bert": ["ours", "hf_sdpa", "hf_eager"],
     "encoder": ["ours", "torch"],

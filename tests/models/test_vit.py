@@ -237,3 +237,18 @@ def test_hf_weights_that_do_not_fit_are_named() -> None:
         load_hf_vit_state_dict(_ours(num_layers=3), state)
     with pytest.raises(ValueError, match="positional='learned'"):
         load_hf_vit_state_dict(_ours(positional="sinusoidal"), state)
+
+
+def test_the_cls_only_last_layer_gives_the_full_layers_logits_and_gradients() -> None:
+    torch.manual_seed(0)
+    fast = _vit(image_size=28, patch_size=7, dropout=0.0).double().train()
+    full = _vit(image_size=28, patch_size=7, dropout=0.0, last_layer_cls_only=False).double()
+    full.load_state_dict(fast.state_dict())
+    images = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    labels = torch.tensor([1, 4, 7])
+    losses = [nn.functional.cross_entropy(m(images), labels) for m in (fast, full)]
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=1e-12)
+    for loss in losses:
+        loss.backward()
+    for (name, a), b in zip(fast.named_parameters(), full.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-12, msg=name)

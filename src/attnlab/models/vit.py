@@ -138,6 +138,7 @@ class VisionTransformer(nn.Module):
         pooling: str = "cls",
         layer_norm_eps: float = 1e-6,
         attn_impl: str = "sdpa",
+        last_layer_cls_only: bool = True,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -147,6 +148,7 @@ class VisionTransformer(nn.Module):
                 f"model.positional='{positional}' is unknown; use one of {VIT_POSITIONAL_KINDS}"
             )
         self.pooling = pooling
+        self.last_layer_cls_only = last_layer_cls_only
         self.patch_embedding = PatchEmbedding(image_size, patch_size, channels, d_model)
         self.grid_size = self.patch_embedding.grid_size
         num_tokens = 1 + self.patch_embedding.num_patches
@@ -184,7 +186,17 @@ class VisionTransformer(nn.Module):
         return hidden
 
     def forward(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) -> logits (B, num_classes)."""
+        """(B, C, H, W) -> logits (B, num_classes).
+
+        With CLS pooling the head reads one row, so (``last_layer_cls_only``) the last layer
+        computes only that row: every token is still its key and value, but the queries, the
+        output projection and the feed-forward of the other rows are skipped (about a fifth of
+        the FLOPs with 4 layers). The logits and gradients are those of the full layer.
+        """
+        if self.pooling == "cls" and self.last_layer_cls_only:
+            cls_row = torch.zeros(images.size(0), 1, dtype=torch.long, device=images.device)
+            hidden, _ = self.encoder(self.embed(images), output_rows=cls_row)
+            return self.head(hidden[:, 0])
         hidden = self.encode(images)
         pooled = hidden[:, 0] if self.pooling == "cls" else hidden[:, 1:].mean(1)
         return self.head(pooled)

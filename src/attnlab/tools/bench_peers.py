@@ -237,8 +237,8 @@ def _padded(lengths: Tensor, width: int, vocab: int, generator: torch.Generator)
 
 
 def seq2seq_race(args: argparse.Namespace, device: torch.device) -> tuple:
-    """(contenders, batches, real target tokens a batch, None): the experiment's model shape,
-    sentences of 15-30 tokens padded to the batch's longest."""
+    """(contenders, batches, real target tokens a batch, None): translation_attention's model
+    shape and batch size, sentences of 15-30 tokens padded to the batch's longest."""
     vocab, longest = args.seq2seq_vocab, 30
     torch.manual_seed(0)
     ours = Seq2Seq(
@@ -248,8 +248,9 @@ def seq2seq_race(args: argparse.Namespace, device: torch.device) -> tuple:
     generator = torch.Generator().manual_seed(0)
     batches, tokens = [], 0
     for _ in range(NUM_BATCHES):
-        src_len = torch.randint(longest // 2, longest + 1, (args.batch,), generator=generator)
-        tgt_len = torch.randint(longest // 2, longest + 1, (args.batch,), generator=generator)
+        shape = (args.seq2seq_batch,)
+        src_len = torch.randint(longest // 2, longest + 1, shape, generator=generator)
+        tgt_len = torch.randint(longest // 2, longest + 1, shape, generator=generator)
         src_ids = _padded(src_len, longest, vocab, generator)
         tgt_ids = _padded(tgt_len, longest, vocab, generator)
         tokens += int((tgt_ids[:, 1:] != PAD).sum())

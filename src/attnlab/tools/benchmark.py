@@ -194,7 +194,8 @@ def markdown(meta: dict, report: dict[str, list[dict]]) -> str:
         f"torch {meta['torch']}, transformers {meta['transformers']}. hidden {meta['hidden']}, "
         f"{meta['layers']} layers, {meta['heads']} heads, intermediate {meta['intermediate']}, "
         f"seq {meta['seq_len']}, batch {meta['batch']} (ViT: {meta['vit_batch']} images of "
-        f"{meta['image_size']}x{meta['image_size']}, patch {meta['patch_size']}); median of "
+        f"{meta['image_size']}x{meta['image_size']}, patch {meta['patch_size']}; seq2seq: "
+        f"{meta['seq2seq_batch']} pairs of 15-30 tokens); median of "
         f"{meta['iters']} steps after {meta['warmup']} warm-up.",
         "",
     ]
@@ -217,6 +218,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--families", nargs="+", choices=tuple(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--lm-vocab", type=int, default=8192, help="the Transformer LM's")
     parser.add_argument("--seq2seq-vocab", type=int, default=8000, help="each side's")
+    parser.add_argument("--seq2seq-batch", type=int, default=64, help="translation_attention's")
     parser.add_argument("--vit-batch", type=int, default=64, help="images a ViT batch")
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--patch-size", type=int, default=4)
