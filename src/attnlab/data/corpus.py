@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-from datasets import Dataset
-from datasets import IterableDataset as RecordStream
-from datasets.distributed import split_dataset_by_node
+from typing import TYPE_CHECKING, Any
 
 from attnlab.data.array_cache import keyed_folder
 from attnlab.data.base import TokenizedDataModule
 from attnlab.data.sources import (
     DataError,
+    hf_datasets,
     load_splits,
     require_columns,
     source_fingerprint,
@@ -28,6 +25,10 @@ from attnlab.data.sources import (
 from attnlab.data.streaming import StreamedDocuments
 from attnlab.data.token_cache import Document, TokenizedSplit, cached_splits, tokenizer_digest
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer, tokenizer_settings
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from datasets import IterableDataset as RecordStream
 
 READ_BATCH = 1024  # documents read and tokenized together while a cache is built
 
@@ -181,7 +182,9 @@ class CorpusDataModule(TokenizedDataModule):
         if first is None:
             raise DataError("the train stream has no records: check source.files / source.hub")
         column = {"sentences_column": self.sentences_column} if self.sentences_column else {}
-        require_columns(Dataset.from_list([first]), column or {"text_column": self.text_column})
+        require_columns(
+            hf_datasets().Dataset.from_list([first]), column or {"text_column": self.text_column}
+        )
         self.record_streams = streams
 
     def documents_stream(self, split: str) -> StreamedDocuments:
@@ -194,6 +197,8 @@ class CorpusDataModule(TokenizedDataModule):
             records.set_epoch(epoch)
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
+            from datasets.distributed import split_dataset_by_node
+
             records = split_dataset_by_node(records, trainer.global_rank, trainer.world_size)
         column = self.sentences_column or self.text_column
         return StreamedDocuments(records, self._documents, column, self.tokenizer)

@@ -18,15 +18,17 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from datasets import IterableDataset as RecordStream
 from torch.utils.data import IterableDataset, get_worker_info
 
 from attnlab.data.token_cache import Document
 from attnlab.data.tokenization import TextTokenizer
+
+if TYPE_CHECKING:
+    from datasets import IterableDataset as RecordStream
 
 READ_BATCH = 256  # records tokenized together in a worker
 

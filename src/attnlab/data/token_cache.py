@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from attnlab.data.array_cache import CacheWriter, cached_arrays, reduce_arrays
+from attnlab.data.encoding import BatchEncoder
 from attnlab.data.tokenization import TextTokenizer
 
 ARRAYS = ("tokens", "sentences", "documents")
@@ -102,22 +103,22 @@ def _write_split(
     writer: CacheWriter,
     split: str,
     batches: Iterable[list[Document]],
-    tokenizer: TextTokenizer,
-    dtype: np.dtype,
+    encoder: BatchEncoder,
     progress: tqdm,
 ) -> dict[str, int]:
     """Tokenize ``batches`` of documents into the split's three arrays; empty sentences and
     documents are dropped."""
-    dtypes = {"tokens": dtype, "sentences": np.dtype(np.int64), "documents": np.dtype(np.int64)}
+    dtypes = {
+        "tokens": encoder.dtype,
+        "sentences": np.dtype(np.int64),
+        "documents": np.dtype(np.int64),
+    }
     files = {name: writer.array(f"{split}.{name}", dtypes[name]) for name in ARRAYS}
     files["sentences"].write(np.zeros(1))
     files["documents"].write(np.zeros(1))
     tokens = sentences = documents = 0
-    for docs in batches:
-        texts = [sentence for doc in docs for sentence in doc]
-        encoded = tokenizer.tokenizer.encode_batch(texts, add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(texts))
-        files["tokens"].write(np.fromiter((i for e in encoded for i in e.ids), dtype=dtype))
+    for docs, ids, lengths in encoder.map(batches, _sentences):
+        files["tokens"].write(ids)
         doc_of = np.repeat(np.arange(len(docs)), [len(doc) for doc in docs])
         kept = lengths > 0
         per_doc = np.bincount(doc_of[kept], minlength=len(docs))
@@ -129,6 +130,10 @@ def _write_split(
         documents += len(per_doc)
         progress.update(len(docs))
     return {"tokens": tokens, "sentences": sentences, "documents": documents}
+
+
+def _sentences(docs: list[Document]) -> list[str]:
+    return [sentence for doc in docs for sentence in doc]
 
 
 SplitSources = dict[str, tuple[int, Iterator[list[Document]]]]  # name: (documents, batches)
@@ -146,12 +151,14 @@ def cached_splits(
 
     def write(writer: CacheWriter) -> dict[str, Any]:
         tokenizer, splits = build()
-        dtype = token_dtype(tokenizer.vocab_size)
         writer.text("tokenizer.json", tokenizer.to_str())
         counts = {}
-        for split, (count, batches) in splits.items():
-            with tqdm(total=count, desc=f"tokenizing {split}", unit="doc", mininterval=2) as bar:
-                counts[split] = _write_split(writer, split, batches, tokenizer, dtype, bar)
+        with BatchEncoder(tokenizer.tokenizer, token_dtype(tokenizer.vocab_size)) as encoder:
+            for split, (count, batches) in splits.items():
+                with tqdm(
+                    total=count, desc=f"tokenizing {split}", unit="doc", mininterval=2
+                ) as bar:
+                    counts[split] = _write_split(writer, split, batches, encoder, bar)
         return {"tokenizer": tokenizer_digest(tokenizer), "splits": counts}
 
     manifest, arrays = cached_arrays(folder, write, parts, verify)

@@ -156,14 +156,20 @@ def _read_all(data: Any) -> tuple[int, int]:
 
 
 def _import_libraries(pipeline: str) -> None:
+    """What a training process imports before its data: its trainer (transformers' for the
+    peer, Lightning for ours) and its data libraries."""
     if pipeline == PEER:
         import datasets  # noqa: F401
-        import transformers  # noqa: F401
+        from transformers import Trainer  # noqa: F401
+
+        return
+    import attnlab.utils.config  # noqa: F401
+
+    if pipeline == TRANSLATION:
+        import attnlab.data.parallel_corpus  # noqa: F401
     else:
         import attnlab.data.bert_pairs  # noqa: F401
-        import attnlab.data.parallel_corpus  # noqa: F401
         import attnlab.data.text_corpus  # noqa: F401
-        import attnlab.utils.config  # noqa: F401
 
 
 def measure(pipeline: str, corpus: Path, cache: Path, workers: int, batches: int) -> dict:
