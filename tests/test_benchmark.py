@@ -21,19 +21,25 @@ PEERS = {
     "lm": ["ours", "hf_sdpa", "hf_eager"],
     "vit": ["ours", "hf_sdpa", "hf_eager"],
     "seq2seq": ["ours", "textbook"],
+    "bert_real": ["ours", "ours_padded", "hf_sdpa", "hf_eager"],
+    "lm_real": ["ours", "hf_sdpa", "hf_eager"],
 }
 FP32_GAP = {"bert": 1e-4, "encoder": 1e-5, "lm": 1e-5, "vit": 1e-5, "seq2seq": 1e-5}
+FP32_GAP |= {"bert_real": 1e-4, "lm_real": 1e-5}
+EXPERIMENTS = {"bert_real": ["bert_mlm_nsp", "bert_mlm"], "lm_real": ["lm_transformer"]}
 
 
 def test_every_family_races_its_peer_from_the_same_weights(tmp_path) -> None:
-    benchmark.main([*TINY, "--quick", "--out", str(tmp_path)])
+    benchmark.main([*TINY, "--quick", "--out", str(tmp_path), "--cache-dir", str(tmp_path)])
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["meta"]["vocab"] == [100] and report["meta"]["iters"] == 3  # --quick
     meta_fields = {"device_name", "threads", "load_average", "torch", "transformers"}
     assert meta_fields <= report["meta"].keys()
     assert [r["vocab_size"] for r in report["bert"]] == [100, 100]
     for family, peers in PEERS.items():
-        assert [r["dtype"] for r in report[family]] == ["fp32", "bf16"], family
+        experiments = EXPERIMENTS.get(family, [None])
+        assert [r["dtype"] for r in report[family]] == ["fp32", "bf16"] * len(experiments)
+        assert [r.get("experiment") for r in report[family][::2]] == experiments
         for row in report[family]:
             assert list(row["contenders"]) == peers
             for run in row["contenders"].values():
@@ -45,5 +51,9 @@ def test_every_family_races_its_peer_from_the_same_weights(tmp_path) -> None:
             tolerance = FP32_GAP[family] if row["dtype"] == "fp32" else 5e-2
             assert row["max_loss_gap"] < tolerance, (family, row["dtype"], row["max_loss_gap"])
     assert report["bert"][0]["contenders"]["ours"]["mfu"] > 0
+    pairs = report["bert_real"][0]  # our path that computes the padding learns the same
+    assert pairs["padding"].endswith("%") and pairs["best_peer"].startswith("hf")
+    gaps = zip(*(pairs["contenders"][n]["losses"] for n in ("ours", "ours_padded")), strict=True)
+    assert max(abs(a - b) for a, b in gaps) < 1e-5
     table = (tmp_path / "benchmark.md").read_text()
     assert "| 100 | fp32 |" in table and "GPT2LMHeadModel" in table and "textbook" in table

@@ -81,6 +81,60 @@ def test_the_last_layer_at_cls_and_masked_rows_only_gives_the_same_logits_and_gr
         torch.testing.assert_close(grad, grads[name], rtol=1e-10, atol=1e-12, msg=name)
 
 
+def _padded_pretraining_batch() -> tuple[torch.Tensor, ...]:
+    """Sentence pairs of uneven lengths (one without padding), masks on real tokens only."""
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([12, 5, 9, 2])
+    ids = torch.randint(1, VOCAB, (4, 12), generator=generator)
+    mask = torch.arange(12) < lengths[:, None]
+    segments = ((torch.arange(12) >= lengths[:, None] // 2) & mask).long()
+    masked = (torch.rand(4, 12, generator=generator) < 0.3) & mask
+    masked[1, 3] = True
+    return ids.masked_fill(~mask, 0), segments, mask, masked
+
+
+@pytest.mark.parametrize("masked_only", [True, False], ids=["masked-rows", "every-row"])
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_skipping_padding_gives_the_same_logits_and_gradients(attn_impl, masked_only) -> None:
+    """fp32, as trained: MLM and NSP logits and every gradient within 1e-6 of the padded path."""
+    ids, segments, mask, masked = _padded_pretraining_batch()
+    results = []
+    for skip in (False, True):
+        torch.manual_seed(0)
+        model = BertForPreTraining(
+            VOCAB,
+            **SIZES,
+            attn_impl=attn_impl,
+            last_layer_masked_only=masked_only,
+            skip_padding=skip,
+        )
+        mlm, nsp = model(ids, segments, mask, masked_positions=masked)
+        loss = nn.functional.cross_entropy(mlm, ids[masked]) + nsp.logsumexp(-1).sum()
+        loss.backward()
+        results.append((mlm, nsp, {n: p.grad for n, p in model.named_parameters()}))
+    (mlm, nsp, grads), (fast_mlm, fast_nsp, fast_grads) = results
+    torch.testing.assert_close(fast_mlm, mlm, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(fast_nsp, nsp, rtol=1e-6, atol=1e-6)
+    for name, grad in fast_grads.items():
+        torch.testing.assert_close(grad, grads[name], rtol=1e-6, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+def test_a_packed_encoder_gives_the_real_rows_and_zeros_at_padding(norm_first: bool) -> None:
+    torch.manual_seed(0)
+    sizes = (2, 32, 4, 48)
+    plain = Encoder(*sizes, dropout=0.0, norm_first=norm_first).double()
+    packed = Encoder(*sizes, dropout=0.0, norm_first=norm_first, skip_padding=True).double()
+    packed.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 7, 32).double()
+    mask = torch.arange(7) < torch.tensor([[7], [4], [1]])
+    full, _ = plain(x, mask=mask)
+    fast, _ = packed(x, mask=mask)
+    torch.testing.assert_close(fast[mask], full[mask])
+    assert fast[~mask].abs().max() == 0
+    torch.testing.assert_close(packed(x, mask=mask, causal=True)[0], plain(x, mask, True)[0])
+
+
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
 def test_encoder_output_rows_are_those_rows_of_the_full_output(norm_first: bool) -> None:
     torch.manual_seed(0)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.packing import Packing
+
 SCORE_FUNCTIONS = ("dot", "cosine", "bilinear", "mlp")
 
 
@@ -257,13 +259,21 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """query (B, T, D), key/value (B, S, D) -> out (B, T, D), weights (B, H, T, S) or None.
 
         Self-attention when ``key``/``value`` are None. ``mask`` (B, S) is True on real tokens.
         ``causal`` lets query t see keys up to t only. The math path always returns weights
         (before dropout); sdpa returns None unless ``need_weights``, which runs the math path.
+        With ``packing``, ``query`` is the packed real tokens (N, D) of a self-attention, and so
+        is the output: the projections skip the padding, attention runs on the padded layout
+        under ``packing.mask``.
         """
+        if packing is not None:
+            q, k, v = self._fused_projections(query, (self.query, self.key, self.value), packing)
+            out, weights = self._attend(q, k, v, packing.mask, causal, need_weights)
+            return self.output(packing.pack(self._merge_heads(out))), weights
         key = query if key is None else key
         value = key if value is None else value
         if mask is not None:
@@ -278,20 +288,31 @@ class MultiHeadAttention(nn.Module):
             q = self._split_heads(self.query(query))
             k = self._split_heads(self.key(key))
             v = self._split_heads(self.value(value))
+        out, weights = self._attend(q, k, v, mask, causal, need_weights)
+        return self.output(self._merge_heads(out)), weights
+
+    def _attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """Heads (B, H, T, d_k) -> (B, H, T, d_k) and the weights of the math path (or None)."""
         use_sdpa = self.impl == "sdpa" and not need_weights
         if use_sdpa and not _cpu_flash_is_slower(k):
-            out, weights = self._sdpa(q, k, v, mask, causal), None
-        else:
-            out, weights = self._math(q, k, v, mask, causal)
-        return self.output(self._merge_heads(out)), None if use_sdpa else weights
+            return self._sdpa(q, k, v, mask, causal), None
+        out, weights = self._math(q, k, v, mask, causal)
+        return out, None if use_sdpa else weights
 
-    def _fused_projections(self, x: Tensor, layers: tuple[nn.Linear, ...]) -> tuple[Tensor, ...]:
+    def _fused_projections(
+        self, x: Tensor, layers: tuple[nn.Linear, ...], packing: Packing | None = None
+    ) -> tuple[Tensor, ...]:
         """The projections of X by ``layers`` (Q, K, V or K, V), each (B, H, T, d_k), from one
-        X [W_1; W_2; ...]^T matmul."""
+        X [W_1; W_2; ...]^T matmul; packed X (N, D) is projected, then unpacked to (B, T)."""
         weight = torch.cat([layer.weight for layer in layers])
         bias = None if self.query.bias is None else torch.cat([layer.bias for layer in layers])
-        batch, length, _ = x.shape
-        out = F.linear(x, weight, bias).view(batch, length, len(layers), self.num_heads, -1)
+        out = F.linear(x, weight, bias)
+        if packing is not None:
+            out = packing.unpack(out)
+        batch, length, _ = out.shape
+        out = out.view(batch, length, len(layers), self.num_heads, -1)
         return out.permute(2, 0, 3, 1, 4).unbind(0)
 
     def _math(

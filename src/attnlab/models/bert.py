@@ -123,6 +123,7 @@ class BertModel(nn.Module):
         pad_id: int = 0,
         attn_impl: str = "sdpa",
         fused_qkv: bool = True,
+        skip_padding: bool = False,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -148,6 +149,7 @@ class BertModel(nn.Module):
             layer_norm_eps=layer_norm_eps,
             attn_impl=attn_impl,
             fused_qkv=fused_qkv,
+            skip_padding=skip_padding,
         )
         self.pooler = nn.Linear(d_model, d_model)
         self.apply(init_bert_weights)
@@ -326,13 +328,14 @@ class BertClassifier(nn.Module):
         pretrained: str | None = None,
         score: str = "mlp",
         dropout: float = 0.1,
+        skip_padding: bool = False,
         **bert: Any,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"model.pooling='{pooling}' is unknown; use one of {POOLINGS}")
         if pretrained:
-            self.bert = load_pretrained_bert(pretrained, dropout=dropout)
+            self.bert = load_pretrained_bert(pretrained, dropout=dropout, skip_padding=skip_padding)
             if self.bert.vocab_size != vocab_size:
                 raise ValueError(
                     f"the pretrained BERT has {self.bert.vocab_size} tokens, the data "
@@ -340,7 +343,7 @@ class BertClassifier(nn.Module):
                     "or PATH/vocab.txt)"
                 )
         else:
-            self.bert = BertModel(vocab_size, dropout=dropout, **bert)
+            self.bert = BertModel(vocab_size, dropout=dropout, skip_padding=skip_padding, **bert)
         width = self.bert.pooler.out_features
         self.pooling = pooling
         if pooling == "attention":

@@ -17,6 +17,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.packing import Packing
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}  # GELU is the exact (erf) one, as in BERT
 
@@ -74,11 +75,20 @@ class EncoderLayer(nn.Module):
         self.feed_forward_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
 
     def _self_attention(
-        self, x: Tensor, query: Tensor, mask: Tensor | None, causal: bool, need_weights: bool
+        self,
+        x: Tensor,
+        query: Tensor,
+        mask: Tensor | None,
+        causal: bool,
+        need_weights: bool,
+        packing: Packing | None,
     ) -> tuple[Tensor, Tensor | None]:
-        out, weights = self.attention(
-            query, x, x, mask=mask, causal=causal, need_weights=need_weights
-        )
+        if packing is not None:
+            out, weights = self.attention(x, need_weights=need_weights, packing=packing)
+        else:
+            out, weights = self.attention(
+                query, x, x, mask=mask, causal=causal, need_weights=need_weights
+            )
         return self.attention_dropout(out), weights
 
     def forward(
@@ -88,28 +98,34 @@ class EncoderLayer(nn.Module):
         causal: bool = False,
         need_weights: bool = False,
         rows: Tensor | None = None,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D), mask (B, T) True on real tokens -> x (B, T, D), weights (B, H, T, T)|None.
 
         ``rows`` (B, M) computes the output at those positions only, (B, M, D): every token is
         still a key and value, but the queries, output projection and feed-forward run on M
         rows (a model that reads a few outputs skips the rest of its last layer's work).
+        With ``packing`` (bidirectional), x and the output are the packed real tokens (N, D).
         The math attention returns its weights even when ``need_weights`` is False.
         """
         if rows is not None and causal:
             raise ValueError(
                 "rows= needs bidirectional attention: causal queries must stay in place"
             )
+        if packing is not None and (causal or rows is not None):
+            raise ValueError("packing= needs bidirectional attention over every row of x")
         pick = (lambda h: h) if rows is None else (lambda h: gather_rows(h, rows))
         if self.norm_first:
             normed = self.attention_norm(x)
             attended, weights = self._self_attention(
-                normed, pick(normed), mask, causal, need_weights
+                normed, pick(normed), mask, causal, need_weights, packing
             )
             x = pick(x) + attended
             x = x + self.feed_forward_dropout(self.feed_forward(self.feed_forward_norm(x)))
         else:
-            attended, weights = self._self_attention(x, pick(x), mask, causal, need_weights)
+            attended, weights = self._self_attention(
+                x, pick(x), mask, causal, need_weights, packing
+            )
             x = self.attention_norm(pick(x) + attended)
             x = self.feed_forward_norm(x + self.feed_forward_dropout(self.feed_forward(x)))
         return x, weights
@@ -151,8 +167,10 @@ class Encoder(nn.Module):
         attn_impl: str = "math",
         final_norm: bool | None = None,
         fused_qkv: bool = True,
+        skip_padding: bool = False,
     ) -> None:
         super().__init__()
+        self.skip_padding = skip_padding
         self.layers = nn.ModuleList(
             EncoderLayer(
                 d_model,
@@ -181,12 +199,24 @@ class Encoder(nn.Module):
         """x (B, T, D) -> hidden states (B, T, D), per-layer weights [(B, H, T, T)] or None.
 
         ``output_rows`` (B, M): the last layer computes those positions only -> (B, M, D).
+        ``skip_padding`` (bidirectional, a mask with padding): the layers run on the real tokens
+        packed (``attnlab.models.packing``); padded positions come out as zeros. A last layer
+        with ``output_rows`` runs on the padded layout (its queries are a few rows anyway).
         """
+        packing = None
+        if self.skip_padding and mask is not None and not causal and not bool(mask.all()):
+            packing = Packing(mask)
+            x = packing.pack(x)
         all_weights = [] if need_weights else None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             rows = output_rows if i == last else None
-            x, weights = layer(x, mask=mask, causal=causal, need_weights=need_weights, rows=rows)
+            if rows is not None and packing is not None:
+                x, packing = packing.unpack(x), None
+            x, weights = layer(
+                x, mask=mask, causal=causal, need_weights=need_weights, rows=rows, packing=packing
+            )
             if all_weights is not None:
                 all_weights.append(weights)
-        return self.final_norm(x), all_weights
+        x = self.final_norm(x)
+        return (x if packing is None else packing.unpack(x)), all_weights

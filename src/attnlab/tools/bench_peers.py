@@ -76,7 +76,7 @@ def gpt2_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     return model(inputs_embeds=embeds, labels=batch["input_ids"]).loss
 
 
-def _lm_batch(ids: Tensor) -> dict[str, Tensor]:
+def lm_batch(ids: Tensor) -> dict[str, Tensor]:
     """Block ids and their next tokens; the last position has none (ignored), as in GPT-2."""
     return {"input_ids": ids, "labels": F.pad(ids[:, 1:], (0, 1), value=IGNORE_INDEX)}
 
@@ -121,7 +121,7 @@ def lm_race(args: argparse.Namespace, vocab: int, device: torch.device) -> tuple
         contenders[f"hf_{impl}"] = (hf, gpt2_loss)
     generator = torch.Generator().manual_seed(0)
     batches = [
-        _lm_batch(torch.randint(vocab, (args.batch, args.seq_len), generator=generator).to(device))
+        lm_batch(torch.randint(vocab, (args.batch, args.seq_len), generator=generator).to(device))
         for _ in range(NUM_BATCHES)
     ]
     flops = model_flops_per_token(ours, args.seq_len)

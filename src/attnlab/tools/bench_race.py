@@ -25,7 +25,7 @@ from attnlab.models.lm import count_parameters
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 NUM_BATCHES = 4  # distinct batches cycled through, so the losses show learning, not memorising
 LossFn = Callable[[nn.Module, Any], Tensor]  # (model, batch) -> loss
-Contenders = dict[str, tuple[nn.Module, LossFn]]  # "ours" first, then the peers
+Contenders = dict[str, tuple[nn.Module, LossFn]]  # "ours" first, our other paths (ours_*), peers
 
 
 def train_step(
@@ -74,7 +74,7 @@ def race(
 def compare(
     contenders: Contenders,
     batches: list,
-    items_per_batch: int,
+    items_per_batch: float,
     flops_per_item: int | None,
     args: argparse.Namespace,
     device: torch.device,
@@ -94,7 +94,8 @@ def compare(
         mfu = per_s * flops_per_item / peak if peak else None
         params = count_parameters(contenders[name][0])
         results[name] = {**run, "params": params, "items_per_s": per_s, "mfu": mfu}
-    best = max((n for n in results if n != "ours"), key=lambda n: results[n]["items_per_s"])
+    peers = (n for n in results if not n.startswith("ours"))  # ours_*: our other paths
+    best = max(peers, key=lambda n: results[n]["items_per_s"])
     gaps = zip(results["ours"]["losses"], results[best]["losses"], strict=True)
     return {
         "dtype": dtype_name,

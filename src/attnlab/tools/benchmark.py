@@ -20,6 +20,7 @@ Writes benchmark.json and benchmark.md to --out.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ from attnlab.utils.script_args import parse_key_values
 IGNORE_INDEX = -100
 MASK_ID = 3  # any id: the inputs are random tokens
 MASK_FRACTION = 0.15
+BATCH_KEYS = ("input_ids", "token_type_ids", "attention_mask", "labels")  # what the MLM step reads
 HF_IMPLS = bench_peers.HF_IMPLS
 
 
@@ -62,8 +64,35 @@ def mlm_batches(args: argparse.Namespace, vocab: int, device: torch.device) -> l
     return batches
 
 
-def build_berts(args: argparse.Namespace, vocab: int, device: torch.device) -> dict[str, nn.Module]:
-    """Ours and HF's (one per attention implementation), all starting from our initial weights."""
+def real_batches(experiment: str, args: argparse.Namespace, device: torch.device) -> tuple:
+    """The first ``NUM_BATCHES`` training batches of ``experiment``'s own DataModule (the
+    embedded data, at the benchmark's batch size and sequence length), its vocabulary size and
+    the fraction of padded positions."""
+    from hydra.utils import instantiate
+
+    from attnlab.utils.config import compose_config
+
+    length = "data.block_size" if experiment.startswith("lm") else "data.max_seq_length"
+    overrides = [f"experiment={experiment}", f"data.batch_size={args.batch}"]
+    overrides += [f"{length}={args.seq_len}", "data.num_workers=0"]
+    if args.cache_dir:
+        overrides.append(f"paths.cache_dir={args.cache_dir}")
+    config = compose_config(overrides)
+    data = instantiate(config.data)
+    data.setup("fit")
+    batches = []
+    for batch, _ in zip(data.train_dataloader(), range(NUM_BATCHES), strict=False):
+        batches.append({k: v.to(device) for k, v in batch.items() if k in BATCH_KEYS})
+    masks = [b.get("attention_mask", torch.ones_like(b["input_ids"])) for b in batches]
+    padding = 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+    return batches, data.tokenizer.vocab_size, padding
+
+
+def build_berts(
+    args: argparse.Namespace, vocab: int, device: torch.device, padded_too: bool = False
+) -> dict[str, nn.Module]:
+    """Ours and HF's (one per attention implementation), all starting from our initial weights;
+    ``padded_too`` adds ours computing the padding as well (``ours_padded``)."""
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
@@ -76,9 +105,13 @@ def build_berts(args: argparse.Namespace, vocab: int, device: torch.device) -> d
         max_len=args.seq_len,
         dropout=0.0,
         attn_impl="sdpa",
+        skip_padding=True,
     )
     weights = export_hf_bert_state_dict(ours)
     models = {"ours": ours}
+    if padded_too:
+        models["ours_padded"] = copy.deepcopy(ours)
+        models["ours_padded"].bert.encoder.skip_padding = False
     for impl in HF_IMPLS:
         config = BertConfig(
             vocab_size=vocab,
@@ -103,7 +136,8 @@ def build_berts(args: argparse.Namespace, vocab: int, device: torch.device) -> d
 def ours_mlm_loss(model: nn.Module, batch: dict) -> Tensor:
     masked = batch["labels"] != IGNORE_INDEX
     mask = batch["attention_mask"].bool()
-    logits, _ = model(batch["input_ids"], attention_mask=mask, masked_positions=masked)
+    segments = batch.get("token_type_ids")
+    logits, _ = model(batch["input_ids"], segments, mask, masked_positions=masked)
     return F.cross_entropy(logits.float(), batch["labels"][masked])
 
 
@@ -111,13 +145,41 @@ def hf_mlm_loss(model: nn.Module, batch: dict) -> Tensor:
     return model(**batch).loss
 
 
+def bert_contenders(models: dict[str, nn.Module]) -> dict:
+    return {
+        n: (m, ours_mlm_loss if n.startswith("ours") else hf_mlm_loss) for n, m in models.items()
+    }
+
+
 def bench_bert(args: argparse.Namespace, vocab: int, dtype_name: str, device: torch.device) -> dict:
     models = build_berts(args, vocab, device)
-    contenders = {n: (m, ours_mlm_loss if n == "ours" else hf_mlm_loss) for n, m in models.items()}
     batches = mlm_batches(args, vocab, device)
     flops = model_flops_per_token(models["ours"], args.seq_len)
-    row = compare(contenders, batches, args.batch * args.seq_len, flops, args, device, dtype_name)
+    tokens = args.batch * args.seq_len
+    row = compare(bert_contenders(models), batches, tokens, flops, args, device, dtype_name)
     return {"vocab_size": vocab, **row}
+
+
+def bench_real(experiment: str, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """``experiment``'s own batches, each dtype: BERT's MLM step (NSP pairs or segments, with
+    their padding) or the LM's blocks, counted in real tokens/s."""
+    batches, vocab, padding = real_batches(experiment, args, device)
+    real_tokens = sum(int(b.get("attention_mask", b["input_ids"]).bool().sum()) for b in batches)
+    per_batch = real_tokens / len(batches)
+    if experiment.startswith("lm"):
+        contenders, _, _, flops = bench_peers.lm_race(args, vocab, device)
+        batches = [bench_peers.lm_batch(b["input_ids"]) for b in batches]
+    else:
+        models = build_berts(args, vocab, device, padded_too=True)
+        contenders, flops = (
+            bert_contenders(models),
+            model_flops_per_token(models["ours"], args.seq_len),
+        )
+    rows = []
+    for dtype in args.dtype:
+        row = compare(contenders, batches, per_batch, flops, args, device, dtype)
+        rows.append({"experiment": experiment, "padding": f"{padding:.1%}", **row})
+    return rows
 
 
 def bench_encoder(args: argparse.Namespace, dtype_name: str, device: torch.device) -> dict:
@@ -154,29 +216,36 @@ def bench_encoder(args: argparse.Namespace, dtype_name: str, device: torch.devic
     return compare(contenders, inputs, args.batch * args.seq_len, flops, args, device, dtype_name)
 
 
-FAMILIES = {  # family: (title, what is counted, lead column)
-    "bert": ("BERT masked-LM step (forward + backward + AdamW)", "tokens", "vocab_size"),
-    "encoder": ("Encoder step against torch.nn.TransformerEncoder", "tokens", None),
-    "lm": ("Transformer LM step against GPT2LMHeadModel", "tokens", None),
-    "vit": ("ViT step against ViTForImageClassification", "images", None),
+FAMILIES = {  # family: (title, what is counted, lead columns)
+    "bert": ("BERT masked-LM step (forward + backward + AdamW)", "tokens", ("vocab_size",)),
+    "encoder": ("Encoder step against torch.nn.TransformerEncoder", "tokens", ()),
+    "lm": ("Transformer LM step against GPT2LMHeadModel", "tokens", ()),
+    "vit": ("ViT step against ViTForImageClassification", "images", ()),
     "seq2seq": (
         "Seq2seq (additive attention) step against the textbook loop",
         "target tokens",
-        None,
+        (),
     ),
+    "bert_real": (
+        "BERT masked-LM step on the DataModules' own batches",
+        "real (unpadded) tokens",
+        ("experiment", "padding"),
+    ),
+    "lm_real": ("Transformer LM step on lm_transformer's own blocks", "tokens", ("experiment",)),
 }
+REAL_EXPERIMENTS = {"bert_real": ("bert_mlm_nsp", "bert_mlm"), "lm_real": ("lm_transformer",)}
 
 
 def family_table(family: str, rows: list[dict]) -> list[str]:
     """One markdown table: items/s of every contender, the ratio, MFU and the loss gap."""
     title, unit, lead = FAMILIES[family]
     names = list(rows[0]["contenders"])
-    head = ([lead.replace("_", " ")] if lead else []) + ["dtype", *names]
+    head = [column.replace("_", " ") for column in lead] + ["dtype", *names]
     head += ["ours / best peer", "MFU ours", "max loss gap"]
     lines = [f"{title}, {unit}/s:", "", "| " + " | ".join(head) + " |"]
     lines.append("| " + " | ".join("---:" if h != "dtype" else "---" for h in head) + " |")
     for row in rows:
-        cells = [str(row[lead])] if lead else []
+        cells = [str(row[column]) for column in lead]
         cells.append(row["dtype"])
         cells += [f"{row['contenders'][n]['items_per_s']:,.0f}" for n in names]
         mfu = row["contenders"]["ours"]["mfu"]
@@ -222,6 +291,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--vit-batch", type=int, default=64, help="images a ViT batch")
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--patch-size", type=int, default=4)
+    parser.add_argument("--cache-dir", help="paths.cache_dir of the real batches' DataModules")
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW's, for both")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=7)
@@ -262,6 +332,8 @@ def main(argv: list[str] | None = None) -> dict:
             rows = [bench_bert(args, v, dtype, device) for v in args.vocab for dtype in args.dtype]
         elif family == "encoder":
             rows = [bench_encoder(args, dtype, device) for dtype in args.dtype]
+        elif family in REAL_EXPERIMENTS:
+            rows = [row for e in REAL_EXPERIMENTS[family] for row in bench_real(e, args, device)]
         else:
             rows = [compare(*races[family](), args, device, dtype) for dtype in args.dtype]
         report[family] = rows

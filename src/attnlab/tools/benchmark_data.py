@@ -20,6 +20,7 @@ Prints a markdown table and writes ``<paths.output_root>/benchmarks/data.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import itertools
 import json
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,9 @@ def _loader_rate(loader: Any, batches: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def _ours(experiment: str, corpus: Path, cache: Path, workers: int) -> tuple[Any, Any]:
+def _ours(experiment: str, corpus: Path, cache: Path, workers: int) -> Callable[[], tuple]:
+    """The experiment's DataModule set-up, its config composed beforehand (reading the command
+    line, not the data: untimed, like the peer's script arguments)."""
     from hydra.utils import instantiate
 
     from attnlab.utils.config import compose_config
@@ -99,12 +103,21 @@ def _ours(experiment: str, corpus: Path, cache: Path, workers: int) -> tuple[Any
         length = "data.block_size" if experiment.startswith("lm") else "data.max_seq_length"
         overrides += [f"data.tokenizer.vocab={VOCAB}", f"data.batch_size={BATCH}"]
         overrides.append(f"{length}={SEQ_LEN}")
-    datamodule = instantiate(compose_config(overrides).data)
-    datamodule.setup("fit")
-    return datamodule, datamodule.train_dataloader()
+    config = compose_config(overrides).data
+
+    def set_up() -> tuple[Any, Any]:
+        datamodule = instantiate(config)
+        datamodule.setup("fit")
+        return datamodule, datamodule.train_dataloader()
+
+    return set_up
 
 
-def _peer(experiment: str, corpus: Path, cache: Path, workers: int) -> tuple[Any, Any]:
+def _peer(experiment: str, corpus: Path, cache: Path, workers: int) -> Callable[[], tuple]:
+    return functools.partial(_peer_set_up, corpus, cache, workers)
+
+
+def _peer_set_up(corpus: Path, cache: Path, workers: int) -> tuple[Any, Any]:
     """What a user writes with the field's libraries: the HF course's MLM recipe."""
     import datasets
     from torch.utils.data import DataLoader
@@ -176,8 +189,9 @@ def measure(pipeline: str, corpus: Path, cache: Path, workers: int, batches: int
     """One fresh process's figures (run as ``--measure``)."""
     _import_libraries(pipeline)  # what a training process imports anyway is not timed
     libraries_mb = _peak_rss_mb()
+    set_up = (_peer if pipeline == PEER else _ours)(pipeline, corpus, cache, workers)
     start = time.perf_counter()
-    data, loader = (_peer if pipeline == PEER else _ours)(pipeline, corpus, cache, workers)
+    data, loader = set_up()
     next(iter(loader))
     setup_s = time.perf_counter() - start
     train_tokens, tokens = _read_all(data)
@@ -264,7 +278,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 10, 40, 100])
     parser.add_argument("--pipelines", nargs="+", default=[*OURS, PEER])
-    parser.add_argument("--batches", type=int, default=200, help="batches timed per loader")
+    parser.add_argument("--batches", type=int, default=500, help="batches timed per loader")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--measure", nargs=3, metavar=("PIPELINE", "CORPUS", "CACHE"))
     args = parser.parse_args(argv)
