@@ -14,9 +14,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnlab.data.collate import IGNORE_INDEX
 from attnlab.utils.media import log_table
-
-IGNORE_INDEX = -100
 
 
 class MaskedPredictions(L.Callback):

@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from attnlab.data.array_cache import derived_array
-from attnlab.data.collate import pad_sequences
+from attnlab.data.collate import IGNORE_INDEX, pad_sequences
 from attnlab.data.corpus import CorpusDataModule
 from attnlab.data.sources import SPLITS
 from attnlab.data.streaming import StreamedMaskedOnce, StreamedSegments
@@ -40,7 +40,6 @@ from attnlab.data.token_cache import TokenizedSplit
 from attnlab.data.tokenization import SPECIAL_TOKENS, TextTokenizer
 from attnlab.errors import DataError
 
-IGNORE_INDEX = -100  # label of positions that are not predicted (cross_entropy's default)
 IS_NEXT, NOT_NEXT = 0, 1
 SEGMENT = -1  # the label column of a single-segment (MLM only) example
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+IGNORE_INDEX = -100  # the label of positions that are not predicted (cross_entropy's default)
+
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """ids (B, T) padded with ``pad_id`` and mask (B, T), True on real tokens."""

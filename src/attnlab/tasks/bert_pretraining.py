@@ -13,11 +13,10 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from attnlab.data.collate import IGNORE_INDEX
 from attnlab.errors import ConfigError
 from attnlab.tasks.base import BaseTask
 from attnlab.tasks.metrics import Perplexity
-
-IGNORE_INDEX = -100
 
 
 class BertPretrainingTask(BaseTask):

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.callbacks.throughput import model_flops_per_token
+from attnlab.data.collate import IGNORE_INDEX
 from attnlab.errors import command
 from attnlab.models.bert import BertForPreTraining, export_hf_bert_state_dict
 from attnlab.models.transformer import Encoder
@@ -40,7 +41,6 @@ from attnlab.tools.bench_race import DTYPES, NUM_BATCHES, compare
 from attnlab.utils.hardware import device_name
 from attnlab.utils.script_args import parse_key_values
 
-IGNORE_INDEX = -100
 MASK_ID = 3  # any id: the inputs are random tokens
 MASK_FRACTION = 0.15
 BATCH_KEYS = ("input_ids", "token_type_ids", "attention_mask", "labels")  # what the MLM step reads
