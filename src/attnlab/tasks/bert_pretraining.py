@@ -17,6 +17,7 @@ from attnlab.data.collate import IGNORE_INDEX
 from attnlab.errors import ConfigError
 from attnlab.tasks.base import BaseTask
 from attnlab.tasks.metrics import Perplexity
+from attnlab.utils.config_checks import check_fits_positions
 
 
 class BertPretrainingTask(BaseTask):
@@ -54,12 +55,7 @@ class BertPretrainingTask(BaseTask):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None:
             return
-        max_len = self.net.max_len
-        if datamodule.max_seq_length > max_len:
-            raise ConfigError(
-                f"data.max_seq_length={datamodule.max_seq_length} is longer than the model's "
-                f"position table (model.max_len={max_len}): lower data.max_seq_length"
-            )
+        check_fits_positions("data.max_seq_length", datamodule.max_seq_length, self.net.max_len)
         if datamodule.vocab_size != self.net.bert.vocab_size:
             raise ConfigError(
                 f"the tokenizer has {datamodule.vocab_size} tokens, the model "

@@ -46,13 +46,20 @@ def check_run_config(cfg: DictConfig) -> None:
     max_len = OmegaConf.select(cfg, "model.max_len")
     for key in SEQUENCE_LENGTHS:
         length = OmegaConf.select(cfg, key)
-        if _is_number(max_len) and _is_number(length) and length > max_len:
-            raise ConfigError(
-                f"{key}={length} is longer than the model's position table "
-                f"(model.max_len={max_len}): set model.max_len>={length} or {key}<={max_len}"
-            )
+        if _is_number(max_len) and _is_number(length):
+            check_fits_positions(key, length, max_len)
     if cfg.get("trainer"):
         check_devices(cfg.trainer)
+
+
+def check_fits_positions(key: str, length: int, max_len: int) -> None:
+    """The one check that a data setting's sequences (``key``) fit the model's position table:
+    run on the config, and again by a task whose model came from a checkpoint."""
+    if length > max_len:
+        raise ConfigError(
+            f"{key}={length} is longer than the model's position table "
+            f"(model.max_len={max_len}): set model.max_len>={length} or {key}<={max_len}"
+        )
 
 
 def check_devices(trainer: DictConfig) -> None:
