@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
 from attnlab import pipeline
+from attnlab.resolvers import register_resolvers
 from attnlab.utils.config import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -65,7 +66,7 @@ def test_group_option_composes(
     _check_composed(cfg, config_name)
     if group in ("callbacks", "logger"):
         # the group's nodes must resolve and build (bad _target_ or interpolation fails here)
-        pipeline.register_resolvers()  # ${run_name:...} of the W&B logger
+        register_resolvers()  # ${run_name:...} of the W&B logger
         node = OmegaConf.to_container(cfg[group], resolve=True) if cfg[group] else {}
         kind = Callback if group == "callbacks" else Logger
         built = pipeline._instantiate_all(OmegaConf.create(node), kind)
@@ -92,7 +93,7 @@ def test_fsdp_shards_per_encoder_layer(compose) -> None:
     from attnlab.models.transformer import EncoderLayer
 
     cfg = compose(["experiment=bert_mlm", "trainer=fsdp"])
-    pipeline.register_resolvers()  # ${gpu_precision:}
+    register_resolvers()  # ${gpu_precision:}
     strategy = instantiate(cfg.trainer.strategy)
     assert isinstance(strategy, FSDPStrategy)
     policy = strategy.kwargs["auto_wrap_policy"]
@@ -108,6 +109,6 @@ def test_gpu_trainers_fall_back_to_fp16_with_loss_scaling_without_bf16(
     the loss); Ampere and newer keep bf16-mixed."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
-    pipeline.register_resolvers()
+    register_resolvers()
     for trainer in ("gpu", "ddp", "fsdp"):
         assert compose([f"trainer={trainer}"]).trainer.precision == expected, trainer

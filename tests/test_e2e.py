@@ -15,12 +15,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import read_metrics_csv
 from omegaconf import OmegaConf
 
 from attnlab import pipeline
 from attnlab.errors import ConfigError
 from attnlab.models.bert import minilm_dir
 from attnlab.utils.config import CONF_DIR
+from attnlab.utils.run_folder import RESUMES, RUN_INFO, continue_run
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -71,7 +73,7 @@ def _ckpt_progress(path: Path) -> tuple[int, int]:
     return ckpt["global_step"], ckpt["epoch"]
 
 
-def test_resume_continues_the_run(compose, trainer_spy, tmp_path: Path) -> None:
+def test_resume_continues_the_run_in_its_folder(compose, trainer_spy, tmp_path: Path) -> None:
     runs = tmp_path / "outputs" / "tweet_attention" / "runs"
     first, second = runs / "first", runs / "second"
     base = ["experiment=tweet_attention", "logger=wandb", *SHORT]
@@ -80,7 +82,7 @@ def test_resume_continues_the_run(compose, trainer_spy, tmp_path: Path) -> None:
     last = first / "checkpoints" / "last.ckpt"
     saved_step, saved_epoch = _ckpt_progress(last)
     assert saved_step == 2 * 5 and saved_epoch == 1
-    first_id = json.loads((first / pipeline.RUN_INFO).read_text())["wandb_id"]
+    first_id = json.loads((first / RUN_INFO).read_text())["wandb_id"]
     assert first_id
     assert list(first.glob(f"wandb/offline-run-*-{first_id}")), "no offline W&B run written"
 
@@ -94,21 +96,47 @@ def test_resume_continues_the_run(compose, trainer_spy, tmp_path: Path) -> None:
 
     trainer_spy._make = with_recorder
     cfg = compose([*base, "trainer.max_epochs=3", "ckpt_path=last"], output_dir=second)
-    pipeline.train(cfg)
+    result = pipeline.run(cfg)
 
     trainer = trainer_spy.trainer
     assert recorder.start_step == saved_step
     assert recorder.epochs == [2]  # resumes at the epoch after the saved one, runs only it
     assert trainer.global_step > saved_step
     assert trainer.global_step == 3 * 5
-    # checkpoints keep going to the original run's folder; last.ckpt there moved on
-    assert cfg.callbacks.model_checkpoint.dirpath == str(last.parent)
+    # one run, one folder: the resumed run writes everything into the first one
+    assert result.run_dir == first.resolve()
     assert Path(trainer.checkpoint_callback.dirpath) == last.parent
     assert _ckpt_progress(last) == (trainer.global_step, 2)
-    assert not (second / "checkpoints").exists()
-    # ... and W&B continues the same run
+    assert not second.exists()
+    # ... and W&B continues the same run, its files beside the first attempt's
     assert cfg.logger.wandb.id == first_id
-    assert json.loads((second / pipeline.RUN_INFO).read_text())["wandb_id"] == first_id
+    assert json.loads((first / RUN_INFO).read_text())["wandb_id"] == first_id
+    assert len(list(first.glob(f"wandb/offline-run-*-{first_id}"))) == 2
+
+
+def test_a_resumed_command_line_run_appends_to_its_folder(
+    run_cli, tmp_path: Path, cache_dir
+) -> None:
+    """Hydra makes a new dated folder for the resumed command; its log and ``.hydra`` files
+    move into the run's folder (the log appended, ``.hydra`` under ``resumes/``)."""
+    runs = tmp_path / "outputs" / "tweet_attention" / "runs"
+    common = ["train.py", "experiment=tweet_attention", "logger=csv", *SHORT]
+    common += [f"paths.root_dir={tmp_path}", f"paths.cache_dir={cache_dir}"]
+    for epochs, folder, extra in ((1, "first", []), (2, "second", ["ckpt_path=last"])):
+        done = run_cli(
+            [*common, f"trainer.max_epochs={epochs}", f"hydra.run.dir={runs / folder}", *extra],
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    first = runs / "first"
+    assert sorted(p.name for p in runs.iterdir()) == ["first"]
+    assert "ckpt_path=last" not in (first / ".hydra" / "overrides.yaml").read_text()
+    assert "ckpt_path=last" in (first / RESUMES / "second" / "overrides.yaml").read_text()
+    log = (first / "tweet_attention.log").read_text()
+    assert log.count("Restored all states") == 1, log[-2000:]  # the resumed fit
+    assert log.count("Seed set to") == 2  # the second attempt's first lines moved in too
+    resumed = read_metrics_csv(first / "csv" / "version_1" / "metrics.csv")  # a new version
+    assert min(int(row["step"]) for row in resumed) >= 5  # ... of the steps after the resume
 
 
 def test_continue_run_points_checkpoints_and_wandb_at_the_old_run(tmp_path: Path) -> None:
@@ -116,14 +144,16 @@ def test_continue_run_points_checkpoints_and_wandb_at_the_old_run(tmp_path: Path
     ckpt = run / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.touch()
-    (run / pipeline.RUN_INFO).write_text(json.dumps({"task_name": "t", "wandb_id": "abc123"}))
+    (run / RUN_INFO).write_text(json.dumps({"task_name": "t", "wandb_id": "abc123"}))
     cfg = OmegaConf.create(
         {
+            "paths": {"output_dir": str(tmp_path / "new")},
             "callbacks": {"model_checkpoint": {"dirpath": "new/checkpoints"}},
             "logger": {"wandb": {"id": None}},
         }
     )
-    pipeline._continue_run(cfg, ckpt)
+    continue_run(cfg, ckpt)
+    assert cfg.paths.output_dir == str(run.resolve())
     assert cfg.callbacks.model_checkpoint.dirpath == str(ckpt.parent)
     assert cfg.logger.wandb.id == "abc123"
 

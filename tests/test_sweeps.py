@@ -14,9 +14,10 @@ from conftest import read_metrics_csv
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from attnlab import pipeline
+from attnlab.resolvers import register_resolvers
 from attnlab.tools import summarize
 from attnlab.utils.config import CONF_DIR, compose_config
+from attnlab.utils.jobs import optimized
 
 # No pictures, no progress bars: the sweeps here only need metrics.
 QUIET = [
@@ -151,9 +152,9 @@ def test_summary_plot_averages_the_jobs_of_each_swept_value(monkeypatch, tmp_pat
 def test_a_diverged_run_returns_the_worst_value(mode: str, worst: float) -> None:
     """NaN would stop an Optuna study; the worst value for the direction ranks the trial last."""
     cfg = OmegaConf.create({"optimized_metric": "val/loss", "optimized_mode": mode})
-    assert pipeline._optimized(cfg, {"val/loss": math.nan}) == worst
-    assert pipeline._optimized(cfg, {"val/loss": math.inf if mode == "max" else -math.inf}) == worst
-    assert pipeline._optimized(cfg, {"val/loss": 0.5}) == 0.5
+    assert optimized(cfg, {"val/loss": math.nan}) == worst
+    assert optimized(cfg, {"val/loss": math.inf if mode == "max" else -math.inf}) == worst
+    assert optimized(cfg, {"val/loss": 0.5}) == 0.5
 
 
 def test_optuna_search_outlives_failed_trials(run_cli, tmp_path: Path, cache_dir: Path) -> None:
@@ -282,7 +283,7 @@ def test_wandb_groups_the_jobs_of_a_sweep(compose, tmp_path: Path) -> None:
     from omegaconf import open_dict, read_write
 
     cfg = compose(["experiment=tweet_attention"])  # a single run: HydraConfig in RUN mode
-    pipeline.register_resolvers()
+    register_resolvers()
     assert cfg.logger.wandb.group == "tweet_attention"
     hydra_cfg = HydraConfig.get()
     with read_write(hydra_cfg), open_dict(hydra_cfg):

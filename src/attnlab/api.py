@@ -25,6 +25,7 @@ from omegaconf import DictConfig, open_dict
 
 from attnlab import pipeline
 from attnlab.pipeline import RunResult
+from attnlab.resolvers import register_resolvers
 from attnlab.utils.config import compose_config
 
 
@@ -39,7 +40,7 @@ def job_config(
     overrides = list(overrides)
     if config_dir is not None:
         overrides.append(f"hydra.searchpath=[file://{Path(config_dir).expanduser().resolve()}]")
-    pipeline.register_resolvers()
+    register_resolvers()
     cfg = compose_config(overrides, config_name=config_name, hydra=True)
     run_dir = Path(output_dir) if output_dir is not None else Path(cfg.hydra.run.dir)
     with open_dict(cfg):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from attnlab.errors import command
+from attnlab.errors import DataError, command
+from attnlab.utils.run_folder import RESOLVED_CONFIG
 from attnlab.utils.runs import final_metrics, read_metrics
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plot_bars
@@ -29,13 +30,13 @@ def test_bleu(run: Path) -> dict[str, float]:
     """The run's final test/bleu* values."""
     scores = final_metrics(read_metrics(run), prefixes=("test/bleu",))
     if "test/bleu" not in scores:
-        raise ValueError(f"'{run}' logged no test/bleu: did the run reach its test?")
+        raise DataError(f"'{run}' logged no test/bleu: did the run reach its test?")
     return scores
 
 
 def run_name(run: Path) -> str:
     """The experiment the run dir belongs to (its saved config's task_name), else its folder."""
-    config = run / "config_resolved.yaml"
+    config = run / RESOLVED_CONFIG
     if config.is_file():
         return str(OmegaConf.load(config).get("task_name", run.name))
     return run.name

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from attnlab.errors import command
+from attnlab.utils.run_folder import RESOLVED_CONFIG
 from attnlab.utils.runs import find_runs, read_metrics
 from attnlab.viz import plot_lines
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     print(f"| run | {args.metric} (last) | best | steps |\n|---|---|---|---|")
-    configs = {run: OmegaConf.load(run / "config_resolved.yaml") for run in find_runs(args.paths)}
+    configs = {run: OmegaConf.load(run / RESOLVED_CONFIG) for run in find_runs(args.paths)}
     tasks = [cfg.task_name for cfg in configs.values()]
     series = {}
     for run, cfg in configs.items():

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
-from attnlab.errors import command
+from attnlab.errors import ConfigError, command
 from attnlab.models.bert import BertModel, load_pretrained_bert, minilm_dir
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plt, save_figure
@@ -49,7 +49,7 @@ def word_span(ids: list[int], word_ids: list[int], sentence: str) -> slice:
     for start in range(len(ids) - len(word_ids) + 1):
         if ids[start : start + len(word_ids)] == word_ids:
             return slice(start, start + len(word_ids))
-    raise ValueError(f"the word is not in the sentence '{sentence}'; give sentences that have it")
+    raise ConfigError(f"the word is not in the sentence '{sentence}'; give sentences that have it")
 
 
 @torch.no_grad()

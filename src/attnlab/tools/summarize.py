@@ -3,6 +3,8 @@
     python train.py -m experiment=tweet_attention logger=csv model.score=dot,cosine,bilinear,mlp
     attnlab-summarize outputs/tweet_attention/multiruns/<timestamp> [metric=val/f1] \
         [x=model.score] [by=model.embed_dim] [out=summary.csv]
+    python train.py -m experiment=tweet_attention,tweet_mean seed=1,2,3 logger=csv
+    attnlab-summarize outputs/*/multiruns/<timestamp>     # each experiment writes its own folder
 
 Reads each job dir of a Hydra multirun (grid or Optuna): its ``.hydra/overrides.yaml``, the last
 value of every val/* and test/* column of its ``csv/version_*/metrics.csv`` (run the sweep with
@@ -30,8 +32,8 @@ from statistics import mean, stdev
 
 from omegaconf import OmegaConf
 
-from attnlab.errors import command
-from attnlab.pipeline import RUN_INFO
+from attnlab.errors import ConfigError, DataError, command
+from attnlab.utils.run_folder import RUN_INFO
 from attnlab.utils.runs import (
     CONFIG,
     final_metrics,
@@ -185,7 +187,7 @@ def plot(rows: list[Row], metric: str, x: str, by: str | None, path: Path) -> Pa
             groups[str(row[by]) if by else metric][str(row[x])].append(row[metric])
     xs = list(dict.fromkeys(v for group in groups.values() for v in group))
     if not xs:
-        raise ValueError(f"no job logged {metric} and set {x}: nothing to plot")
+        raise DataError(f"no job logged {metric} and set {x}: nothing to plot")
     averaged = any(len(vals) > 1 for group in groups.values() for vals in group.values())
     ylabel = f"{metric} (mean over jobs)" if averaged else metric
     label = (lambda name: f"{by}={name}") if by else str
@@ -206,30 +208,30 @@ def plot(rows: list[Row], metric: str, x: str, by: str | None, path: Path) -> Pa
 @command
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path, help="a multirun dir: outputs/<task>/multiruns/<ts>")
     parser.add_argument(
-        "--out", type=Path, default=None, help="the CSV (default: <sweep>/summary.csv)"
+        "sweeps", type=Path, nargs="+", help="multirun dirs: outputs/<task>/multiruns/<ts>"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="the CSV (default: <first sweep>/summary.csv)"
     )
     parser.add_argument("--metric", default=None, help="plotted metric (default: optimized_metric)")
     parser.add_argument("--x", default=None, help="swept key on the x axis (default: the first)")
     parser.add_argument("--by", default=None, help="another swept key: one series per value")
     args = parse_key_values(parser, sys.argv[1:] if argv is None else argv)
 
-    jobs = multirun_jobs(args.sweep)
+    jobs = multirun_jobs(args.sweeps)
     overrides = [job_overrides(job) for job in jobs]
     swept = swept_keys(overrides)
     rows = [job_row(job, o, swept) for job, o in zip(jobs, overrides, strict=True)]
     metrics = sorted({k for row in rows for k in row if k.startswith(("val/", "test/"))})
     if not metrics:
-        raise FileNotFoundError(
-            f"no job under '{args.sweep}' has csv/version_*/metrics.csv: sweep with logger=csv"
-        )
+        raise DataError("no job of the sweep has csv/version_*/metrics.csv: sweep with logger=csv")
     columns = list(dict.fromkeys(k for row in rows for k in row if k not in metrics)) + metrics
     common = {k: v for k, v in overrides[0].items() if k not in swept}
     print("common overrides: " + (" ".join(f"{k}={v}" for k, v in common.items()) or "none"))
     print(markdown(rows, columns))
 
-    out = args.out or args.sweep / "summary.csv"
+    out = args.out or args.sweeps[0] / "summary.csv"
     write_csv(rows, out)
     print(f"saved {out}")
 
@@ -237,10 +239,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if SEED in swept:
         report_seeds(rows, swept, metrics, metric, out)
     if metric not in metrics:
-        raise ValueError(f"metric={metric} was not logged by any job; choose one of {metrics}")
+        raise ConfigError(f"metric={metric} was not logged by any job; choose one of {metrics}")
     for name, key in (("x", args.x), ("by", args.by)):
         if key is not None and key not in swept:
-            raise ValueError(f"{name}={key} is not a swept override; swept: {swept}")
+            raise ConfigError(f"{name}={key} is not a swept override; swept: {swept}")
     x = args.x or next((k for k in swept if k != args.by), None)
     if x is None:
         print("no override varies between the jobs: no plot")

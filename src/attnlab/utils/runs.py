@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
-CONFIG = "config_resolved.yaml"  # written by pipeline.train into every run dir
+from attnlab.errors import DataError
+from attnlab.utils.run_folder import RESOLVED_CONFIG as CONFIG
+
 OVERRIDES = Path(".hydra") / "overrides.yaml"  # written by Hydra into every job dir
 
 
@@ -18,7 +20,7 @@ def find_runs(paths: Iterable[Path]) -> list[Path]:
     paths = list(paths)
     runs = [p.parent for path in paths for p in sorted(Path(path).glob(f"**/{CONFIG}"))]
     if not runs:
-        raise FileNotFoundError(f"no runs (folders with {CONFIG}) under {[str(p) for p in paths]}")
+        raise DataError(f"no runs (folders with {CONFIG}) under {[str(p) for p in paths]}")
     return runs
 
 
@@ -27,19 +29,25 @@ def _job_order(job: Path) -> tuple[bool, int, str]:
     return (False, int(job.name), "") if job.name.isdigit() else (True, 0, job.name)
 
 
-def multirun_jobs(sweep_dir: Path) -> list[Path]:
-    """The job dirs of a Hydra multirun (each has ``.hydra/overrides.yaml`` or a resolved config),
-    in job-number order; failed jobs are included."""
-    if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"multirun dir not found: '{sweep_dir}'; check the path")
-    marked = [*sweep_dir.glob(f"**/{OVERRIDES}"), *sweep_dir.glob(f"**/{CONFIG}")]
-    jobs = {p.parent.parent if p.name == OVERRIDES.name else p.parent for p in marked}
+def multirun_jobs(sweep_dirs: Iterable[Path]) -> list[Path]:
+    """The job dirs of Hydra multiruns (each has ``.hydra/overrides.yaml`` or a resolved config),
+    in job-number order; failed jobs are included. A sweep over experiments writes each
+    experiment's jobs under its own ``outputs/<task>/multiruns/<timestamp>``: give them all (the
+    shell's ``outputs/*/multiruns/<timestamp>``)."""
+    sweep_dirs = [Path(d) for d in sweep_dirs]
+    jobs: set[Path] = set()
+    for sweep_dir in sweep_dirs:
+        if not sweep_dir.is_dir():
+            raise DataError(f"multirun dir not found: '{sweep_dir}'; check the path")
+        marked = [*sweep_dir.glob(f"**/{OVERRIDES}"), *sweep_dir.glob(f"**/{CONFIG}")]
+        jobs |= {p.parent.parent if p.name == OVERRIDES.name else p.parent for p in marked}
     if not jobs:
-        raise FileNotFoundError(
-            f"no jobs (folders with {OVERRIDES} or {CONFIG}) under '{sweep_dir}': "
-            "give the folder of a `python train.py -m ...` sweep"
+        raise DataError(
+            f"no jobs (folders with {OVERRIDES} or {CONFIG}) under "
+            f"{', '.join(repr(str(d)) for d in sweep_dirs)}: give the folder of a "
+            "`python train.py -m ...` sweep"
         )
-    return sorted(jobs, key=_job_order)
+    return sorted(jobs, key=lambda job: (_job_order(job), str(job)))
 
 
 def job_overrides(job: Path) -> dict[str, str]:
@@ -64,7 +72,7 @@ def read_metrics(run: Path) -> list[dict[str, str]]:
     """The rows of the run's CSV metric log; an error naming the fix when there is none."""
     log = metrics_log(run)
     if log is None:
-        raise FileNotFoundError(f"'{run}' has no csv/version_*/metrics.csv: train with logger=csv")
+        raise DataError(f"'{run}' has no csv/version_*/metrics.csv: train with logger=csv")
     with log.open() as f:
         return list(csv.DictReader(f))
 
