@@ -21,7 +21,7 @@ from attnlab.resolvers import register_resolvers
 from attnlab.utils.config import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-GROUPS = ("trainer", "logger", "callbacks", "debug")
+GROUPS = ("trainer", "logger", "callbacks", "debug", "optimizer", "scheduler")
 GROUP_OPTIONS = [
     (group, p.stem) for group in GROUPS for p in sorted((CONF_DIR / group).glob("*.yaml"))
 ]
@@ -83,6 +83,44 @@ def test_group_option_composes(
     if group == "trainer":
         assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
         assert cfg.trainer.default_root_dir == str(tmp_path / "run")
+
+
+SCHEDULERS = sorted(p.stem for p in (CONF_DIR / "scheduler").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("option", SCHEDULERS)
+def test_each_scheduler_option_builds_on_an_optimizer(compose, option: str) -> None:
+    """``scheduler=NAME`` replaces the schedule and its interval together, whatever the task."""
+    cfg = compose(["experiment=vit", f"scheduler={option}"])
+    assert HydraConfig.get().runtime.choices.scheduler == option
+    assert cfg.task.scheduler_interval in ("step", "epoch")
+    if option == "none":
+        assert cfg.task.scheduler is None
+        return
+    node = OmegaConf.to_container(cfg.task.scheduler, resolve=True)
+    if "total_steps" in node:
+        node["total_steps"] = 100  # what the task fills in from the trainer
+    optimizer = instantiate(cfg.task.optimizer)([torch.nn.Parameter(torch.zeros(2))])
+    scheduler = instantiate(OmegaConf.create(node))(optimizer)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "scheduler"),
+    [
+        ("tweet_attention", "none"),
+        ("vit", "onecycle"),
+        ("bert_mlm", "linear_warmup"),
+        ("lm_transformer", "cosine"),
+        ("tweet_bert", "linear_warmup"),
+    ],
+)
+def test_each_task_picks_its_schedule(compose, experiment: str, scheduler: str) -> None:
+    cfg = compose([f"experiment={experiment}"])
+    assert HydraConfig.get().runtime.choices.scheduler == scheduler
+    assert cfg.task.optimizer._target_ == "torch.optim.AdamW"
+    own = OmegaConf.load(CONF_DIR / "task" / f"{HydraConfig.get().runtime.choices.task}.yaml")
+    assert cfg.task.optimizer.lr == (own.optimizer.lr if experiment != "tweet_bert" else 5.0e-5)
 
 
 def test_fsdp_shards_per_encoder_layer(compose) -> None:
