@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from attnlab import pipeline
 from attnlab.errors import ConfigError
-from attnlab.models.bert import minilm_dir
+from attnlab.hf.bert import minilm_dir
 from attnlab.utils.config import CONF_DIR
 from attnlab.utils.run_folder import RESUMES, RUN_INFO, continue_run
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import load_script
 
-from attnlab.models.bert import minilm_dir
+from attnlab.hf.bert import minilm_dir
 from attnlab.pipeline import load_checkpoint
 from attnlab.tools import embeddings, explain
 

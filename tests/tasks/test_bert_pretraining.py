@@ -9,7 +9,7 @@ import pytest
 
 from attnlab import pipeline
 from attnlab.errors import ConfigError
-from attnlab.models.bert import minilm_dir
+from attnlab.hf.bert import minilm_dir
 
 
 def test_sequences_longer_than_the_position_table_are_a_config_error(compose) -> None:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from attnlab import pipeline
 from attnlab.data.tokenization import TextTokenizer
 from attnlab.errors import ConfigError, user_error_message
-from attnlab.models.bert import minilm_dir
+from attnlab.hf.bert import minilm_dir
 
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "++trainer.enable_progress_bar=false"]
 

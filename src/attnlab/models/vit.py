@@ -7,13 +7,11 @@
 Each P_i is a ``patch_size`` x ``patch_size`` square of the image, flattened, and E a linear map
 to ``d_model``; a Conv2d with kernel = stride = patch size computes exactly this
 (``PatchEmbedding``; ``LinearPatchEmbedding`` is the paper's flatten-then-project form, equal
-given the same weights). The encoder is the project's ``Encoder``; ``hf_vit_name_map`` names,
+given the same weights). The encoder is the project's ``Encoder``; ``attnlab.hf.vit`` names,
 parameter by parameter, where Hugging Face's ViT keeps the same weights.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -214,91 +212,3 @@ class VisionTransformer(nn.Module):
         rollout = attention_rollout(self.attention_maps(images))
         relevance = rollout[:, 0, 1:] if self.pooling == "cls" else rollout[:, 1:, 1:].mean(1)
         return relevance.reshape(-1, self.grid_size, self.grid_size)
-
-
-# Where Hugging Face's ViT keeps our weights, in its two layouts: "checkpoint" (the names in
-# model.safetensors files, e.g. google/vit-base-patch16-224, and what save_pretrained writes)
-# and "modules" (transformers >= 5 in memory, ViTModel(config).state_dict()).
-HF_LAYOUTS = ("checkpoint", "modules")
-HF_LAYER_PREFIX = ("encoder.layer", "layers")
-HF_LAYER_NAMES = {  # ours in encoder.layers.N -> (checkpoint, modules) in HF_LAYER_PREFIX.N
-    "attention.query": ("attention.attention.query", "attention.q_proj"),
-    "attention.key": ("attention.attention.key", "attention.k_proj"),
-    "attention.value": ("attention.attention.value", "attention.v_proj"),
-    "attention.output": ("attention.output.dense", "attention.o_proj"),
-    "attention_norm": ("layernorm_before", "layernorm_before"),
-    "feed_forward.intermediate": ("intermediate.dense", "mlp.fc1"),
-    "feed_forward.output": ("output.dense", "mlp.fc2"),
-    "feed_forward_norm": ("layernorm_after", "layernorm_after"),
-}
-HF_OTHER_NAMES = {
-    "cls_token": "embeddings.cls_token",
-    "position_embeddings": "embeddings.position_embeddings",
-    "patch_embedding.projection.weight": "embeddings.patch_embeddings.projection.weight",
-    "patch_embedding.projection.bias": "embeddings.patch_embeddings.projection.bias",
-    "encoder.final_norm.weight": "layernorm.weight",
-    "encoder.final_norm.bias": "layernorm.bias",
-}
-HF_HEAD_NAMES = {"head.weight": "classifier.weight", "head.bias": "classifier.bias"}
-HF_IGNORED = ("pooler.",)  # ViTModel's tanh pooler: not used for classification
-
-
-def hf_vit_name_map(num_layers: int, layout: str = "checkpoint") -> dict[str, str]:
-    """Every parameter of ``VisionTransformer`` -> its name in a HF ViT state dict.
-
-    Names are without the ``vit.`` prefix of ``ViTForImageClassification`` (the head maps to
-    its top-level ``classifier``). ``layout``: ``checkpoint`` (files) or ``modules``
-    (transformers >= 5 in memory).
-    """
-    if layout not in HF_LAYOUTS:
-        raise ValueError(f"unknown layout '{layout}'; use one of {HF_LAYOUTS}")
-    column = HF_LAYOUTS.index(layout)
-    names = dict(HF_OTHER_NAMES)
-    for i in range(num_layers):
-        for ours, theirs in HF_LAYER_NAMES.items():
-            for kind in ("weight", "bias"):
-                hf = f"{HF_LAYER_PREFIX[column]}.{i}.{theirs[column]}.{kind}"
-                names[f"encoder.layers.{i}.{ours}.{kind}"] = hf
-    return {**names, **HF_HEAD_NAMES}
-
-
-@torch.no_grad()
-def load_hf_vit_state_dict(model: VisionTransformer, state_dict: Mapping[str, Tensor]) -> list[str]:
-    """Copy a HF ``ViTModel`` / ``ViTForImageClassification`` state dict into ``model``.
-
-    Either layout of ``hf_vit_name_map`` is recognised. Returns our parameters it had no weights
-    for (the head, from a ``ViTModel``); any other missing, extra or mis-shaped tensor raises a
-    ValueError naming it. The model must be built with the HF config's sizes, and its
-    ``layer_norm_eps`` (1e-12 in HF's default config).
-    """
-    hf = {k.removeprefix("vit."): v for k, v in state_dict.items()}
-    hf = {k: v for k, v in hf.items() if not k.startswith(HF_IGNORED)}
-    layout = "modules" if any(k.startswith("layers.") for k in hf) else "checkpoint"
-    names = hf_vit_name_map(len(model.encoder.layers), layout)
-    ours = model.state_dict()  # tensors sharing the parameters' storage
-    unknown = sorted(set(hf) - set(names.values()))
-    if unknown:
-        raise ValueError(f"HF ViT weights with no place in this model: {unknown[:8]}")
-    missing = [o for o, t in names.items() if t not in hf and o not in HF_HEAD_NAMES]
-    if missing:
-        raise ValueError(
-            f"HF state dict lacks {[names[m] for m in missing][:8]} (for {missing[:8]}); is it a "
-            f"ViT with {len(model.encoder.layers)} layers?"
-        )
-    skipped = []
-    for our_name, hf_name in names.items():
-        if hf_name not in hf:  # a ViTModel has no classifier
-            skipped.append(our_name)
-            continue
-        tensor = hf[hf_name]
-        if our_name not in ours:
-            raise ValueError(
-                f"HF '{hf_name}' has no counterpart: build the model with positional='learned'"
-            )
-        if ours[our_name].shape != tensor.shape:
-            raise ValueError(
-                f"'{hf_name}' is {tuple(tensor.shape)} but '{our_name}' is "
-                f"{tuple(ours[our_name].shape)}: build the model with the HF config's sizes"
-            )
-        ours[our_name].copy_(tensor)
-    return skipped

@@ -10,7 +10,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from attnlab.errors import ConfigError
-from attnlab.models.bert import bert_word_embeddings
+from attnlab.hf.bert import bert_word_embeddings
 from attnlab.models.classifier import load_glove
 from attnlab.tasks.base import BaseTask
 

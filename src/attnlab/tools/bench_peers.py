@@ -24,9 +24,10 @@ from torch import Tensor, nn
 
 from attnlab.callbacks.throughput import model_flops_per_token
 from attnlab.data.collate import IGNORE_INDEX
+from attnlab.hf.vit import load_hf_vit_state_dict
 from attnlab.models.lm import TransformerLM
 from attnlab.models.rnn import Seq2Seq
-from attnlab.models.vit import VisionTransformer, load_hf_vit_state_dict
+from attnlab.models.vit import VisionTransformer
 from attnlab.tools.bench_race import NUM_BATCHES, Contenders
 
 HF_IMPLS = ("sdpa", "eager")

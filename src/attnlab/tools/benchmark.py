@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from attnlab.callbacks.throughput import model_flops_per_token
 from attnlab.data.collate import IGNORE_INDEX
 from attnlab.errors import command
-from attnlab.models.bert import BertForPreTraining, export_hf_bert_state_dict
+from attnlab.hf.bert import export_hf_bert_state_dict
+from attnlab.models.bert import BertForPreTraining
 from attnlab.models.transformer import Encoder
 from attnlab.tools import bench_peers
 from attnlab.tools.bench_race import DTYPES, NUM_BATCHES, compare

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer
 from attnlab.errors import ConfigError, command
-from attnlab.models.bert import BertModel, load_pretrained_bert, minilm_dir
+from attnlab.hf.bert import load_pretrained_bert, minilm_dir
+from attnlab.models.bert import BertModel
 from attnlab.utils.script_args import parse_key_values
 from attnlab.viz import plt, save_figure
 
