@@ -97,11 +97,11 @@ def test_the_python_api_trains_a_user_experiment_and_loads_it_back(
 
     trained = attnlab.load(run.best_checkpoint)
     assert type(trained.model).__name__ == "BagOfWords" and not trained.task.training
-    batch = trained.datamodule.encode(["what a great day", "this is awful"])
+    batch = trained.data.encode(["what a great day", "this is awful"])
     with torch.no_grad():
         logits, _ = trained.task(batch["input_ids"], batch["attention_mask"])
     assert logits.shape == (2, len(trained.datamodule.class_names))
-    assert trained.tokenizer is trained.datamodule.tokenizer
+    assert trained.tokenizer is trained.datamodule.tokenizer is trained.data.tokenizer
     assert trained.config.task_name == "bag_of_words"
     tested = attnlab.evaluate(
         run.best_checkpoint, "bag_of_words", overrides, config_dir=user_folder / "conf"

@@ -36,7 +36,7 @@ def test_explain_prints_prediction_and_a_weight_per_token(
     assert png.is_file() and png.stat().st_size > 0
 
     _, datamodule, task = load_checkpoint(tweet_run.best_ckpt)
-    batch = datamodule.encode(texts)
+    batch = task.data.encode(texts)
     with torch.no_grad():
         logits, _ = task(batch["input_ids"], batch["attention_mask"])
     lines = result.stdout.splitlines()

@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from attnlab import pipeline
+from attnlab.data.interface import DataInterface
 from attnlab.pipeline import RunResult
 from attnlab.resolvers import register_resolvers
 from attnlab.utils.config import compose_config
@@ -90,9 +91,14 @@ class Trained:
         return self.task.net
 
     @property
+    def data(self) -> DataInterface:
+        """What the model needs of the data: ``encode``/``decode``, tokenizer(s), class names."""
+        return self.task.data
+
+    @property
     def tokenizer(self) -> Any:
         """The input tokenizer (the source side for translation; None for images)."""
-        data = self.datamodule
+        data = self.data
         return getattr(data, "tokenizer", None) or getattr(data, "src_tokenizer", None)
 
 

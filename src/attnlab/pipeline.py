@@ -27,7 +27,7 @@ from attnlab.errors import ConfigError
 from attnlab.resolvers import bound_datamodule, register_resolvers
 from attnlab.utils.checkpoint_io import read_checkpoint
 from attnlab.utils.config import print_config, save_config
-from attnlab.utils.config_checks import check_run_config
+from attnlab.utils.config_checks import check_fits_positions, check_run_config, check_targets
 from attnlab.utils.jobs import children_run_this_job_only, distributed_job, in_multirun, optimized
 from attnlab.utils.run_folder import RESOLVED_CONFIG, continue_run, find_checkpoint, write_run_info
 from attnlab.utils.wandb_fallback import online_or_offline
@@ -38,13 +38,15 @@ log = logging.getLogger(__name__)
 def build(
     cfg: DictConfig, checkpoint: Path | None = None, state: dict | None = None
 ) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """The DataModule and the task (a LightningModule around the plain model), from ``cfg``.
+    """The DataModule and the task (a LightningModule around the plain model), from ``cfg``;
+    the task holds the DataModule's interface (``task.data``: tokenizers, class names).
 
     Resolves ``cfg`` in place: every ``${datamodule:...}`` becomes the number it stood for.
     With a ``checkpoint`` (its contents ``state``, when already read), the DataModule first takes
     its saved state (the tokenizer), so ids and sizes match the weights even where a retrained
     vocabulary would differ, and a checkpoint that does not fit the model is a clear error.
     """
+    check_targets(cfg.data, "data")  # before the DataModule sees a mistyped value
     datamodule = instantiate(cfg.data)
     if checkpoint is not None and state is None:
         state = read_checkpoint(checkpoint)
@@ -55,7 +57,9 @@ def build(
         OmegaConf.resolve(cfg)
     check_run_config(cfg)
     task = instantiate(cfg.task, net=instantiate(cfg.model))
+    check_fits_positions(cfg, task.net)
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
+    task.data = datamodule.interface
     if state is not None:
         _check_checkpoint_fits(task, state, checkpoint, cfg.task_name)
     return datamodule, task

@@ -68,16 +68,19 @@ def test_the_same_seed_gives_the_same_splits(digits: ImagePatchesDataModule) -> 
 
 def test_normalisation_is_computed_on_train(digits: ImagePatchesDataModule) -> None:
     train = digits.splits["train"][0].float() / 255
-    assert digits.mean == pytest.approx([train.mean().item()], rel=1e-5)
-    assert digits.std == pytest.approx([train.std().item()], rel=1e-4)
-    assert 0.1 < digits.mean[0] < 0.16 and 0.28 < digits.std[0] < 0.34  # MNIST's 0.1307, 0.3081
+    assert digits.interface.mean == pytest.approx([train.mean().item()], rel=1e-5)
+    assert digits.interface.std == pytest.approx([train.std().item()], rel=1e-4)
+    assert (
+        0.1 < digits.interface.mean[0] < 0.16 and 0.28 < digits.interface.std[0] < 0.34
+    )  # MNIST's 0.1307, 0.3081
     images = torch.cat([b["images"] for b in digits.val_dataloader()])
     assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
 
 
 def test_configured_mean_and_std_are_used() -> None:
     datamodule = ImagePatchesDataModule(source=EMBEDDED, mean=0.5, std=[0.25])
-    batch = datamodule.examples("test", 4)
+    datamodule.setup()
+    batch = datamodule.batch("test", 4)
     expected = (batch["pixels"].float() / 255 - 0.5) / 0.25
     torch.testing.assert_close(batch["images"], expected)
     with pytest.raises(DataError, match=r"data.mean has 2 values for 1-channel images"):
@@ -91,7 +94,9 @@ def test_training_batches_are_shifted_and_evaluation_batches_are_not(
     assert train["images"].shape == (64, 1, 28, 28) and train["images"].dtype == torch.float32
     assert train["labels"].shape == (64,) and train["labels"].dtype == torch.long
     val = next(iter(digits.val_dataloader()))
-    expected = (digits.splits["validation"][0][:64].float() / 255 - digits.mean[0]) / digits.std[0]
+    expected = (
+        digits.splits["validation"][0][:64].float() / 255 - digits.interface.mean[0]
+    ) / digits.interface.std[0]
     torch.testing.assert_close(val["images"], expected)
 
 
@@ -140,7 +145,7 @@ def test_channels_convert_grey_to_rgb_and_back() -> None:
     assert torch.equal(images[:, 0], images[:, 2])
     assert torch.equal(convert_channels(images, 1), images[:, :1])
     batch = next(iter(datamodule.val_dataloader()))
-    assert batch["images"].shape[1] == 3 and len(datamodule.mean) == 3
+    assert batch["images"].shape[1] == 3 and len(datamodule.interface.mean) == 3
 
 
 def test_resize_to_a_configured_size() -> None:
@@ -160,7 +165,10 @@ def test_state_dict_restores_what_the_model_needs_without_data(
     restored.load_state_dict(digits.state_dict())
     assert restored.class_names == digits.class_names
     assert (restored.image_size, restored.channels) == (28, 1)
-    assert (restored.mean, restored.std) == (digits.mean, digits.std)
+    assert (restored.interface.mean, restored.interface.std) == (
+        digits.interface.mean,
+        digits.interface.std,
+    )
 
 
 def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:

@@ -12,15 +12,14 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from attnlab.data import parallel_corpus
-from attnlab.data.parallel_corpus import (
-    BucketBatchSampler,
-    ParallelCorpusDataModule,
-    join_pieces,
-    normal_form,
-    read_tab_separated,
-)
+from attnlab.data import tab_separated
+from attnlab.data.collate import texts_from_bytes
+from attnlab.data.interface import join_pieces
+from attnlab.data.parallel_corpus import ParallelCorpusDataModule
+from attnlab.data.samplers import BucketBatchSampler
 from attnlab.data.sources import EMBEDDED_DIR
+from attnlab.data.tab_separated import read_tab_separated
+from attnlab.data.translation_pairs import normal_form
 from attnlab.errors import DataError
 
 SMALL_TOKENIZER = {"vocab_size": 600, "min_frequency": 1, "max_length": 60}
@@ -78,7 +77,7 @@ def _decoded_pairs(datamodule: ParallelCorpusDataModule, split: str) -> set[tupl
     return {
         (
             join_pieces(datamodule.src_tokenizer.tokens(e["src_ids"])),
-            datamodule.decode_targets(torch.tensor([e["tgt_ids"]]))[0],
+            datamodule.interface.decode_targets(torch.tensor([e["tgt_ids"]]))[0],
         )
         for e in datamodule.examples[split]
     }
@@ -263,20 +262,22 @@ def test_batches_pad_and_shift(bible: ParallelCorpusDataModule) -> None:
         lengths = batch["tgt_mask"].sum(1)
         ends = batch["tgt_ids"].gather(1, (lengths - 1)[:, None]).squeeze(1)
         assert (ends == bible.eos_id).all()
-        assert "source" not in batch  # training batches carry ids only
+        assert "source_text" not in batch  # training batches carry ids only
         # bucketing: little padding
         assert batch["tgt_mask"].float().mean() > 0.8
     (evaluation,) = list(bible.test_dataloader())[:1]
-    assert (
-        len(evaluation["source"]) == len(evaluation["reference"]) == evaluation["src_ids"].size(0)
-    )
+    sources = texts_from_bytes(evaluation["source_text"])
+    assert len(sources) == len(texts_from_bytes(evaluation["reference_text"]))
+    assert len(sources) == evaluation["src_ids"].size(0)
 
 
 def test_decoding_and_references_share_one_normal_form(bible: ParallelCorpusDataModule) -> None:
     example = bible.examples["test"][0]
     raw = bible._raw_splits()["test"]
     text = next(t for s, t in zip(raw["en"], raw["fr"], strict=True) if s == example["source"])
-    decoded = bible.decode_targets(torch.tensor([example["tgt_ids"] + [bible.tgt_pad_id] * 3]))
+    decoded = bible.interface.decode_targets(
+        torch.tensor([example["tgt_ids"] + [bible.tgt_pad_id] * 3])
+    )
     assert decoded == [example["reference"]] == [normal_form(bible.tgt_tokenizer, text)]
     assert join_pieces(["la", "lum", "##iere", "."]) == "la lumiere ."
 
@@ -289,8 +290,8 @@ def test_state_dict_restores_both_tokenizers(bible: ParallelCorpusDataModule) ->
     assert fresh.src_vocab_size == bible.src_vocab_size  # no data loaded for this
     assert not fresh.examples
     assert torch.equal(
-        fresh.encode_sources(["In the beginning"])["src_ids"],
-        bible.encode_sources(["In the beginning"])["src_ids"],
+        fresh.interface.encode_sources(["In the beginning"])["src_ids"],
+        bible.interface.encode_sources(["In the beginning"])["src_ids"],
     )
 
 
@@ -302,4 +303,4 @@ def test_gzipped_tatoeba(tmp_path: Path) -> None:
         read_tab_separated(packed, ["en", "fr"])["fr"]
         == read_tab_separated(plain, ["en", "fr"])["fr"]
     )
-    assert parallel_corpus._suffix(packed) == ".txt"
+    assert tab_separated.suffix(packed) == ".txt"

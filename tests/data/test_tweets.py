@@ -214,7 +214,8 @@ def test_state_dict_restores_tokenizer_and_classes(tmp_path: Path) -> None:
     restored.load_state_dict(trained.state_dict())
     assert restored.class_names == ["negative", "positive"]
     text = ["What a GREAT day!!"]
-    assert torch.equal(restored.encode(text)["input_ids"], trained.encode(text)["input_ids"])
+    encoded = restored.interface.encode(text)["input_ids"]
+    assert torch.equal(encoded, trained.interface.encode(text)["input_ids"])
 
 
 def test_loaded_tweets_are_packed_token_ids(tmp_path: Path) -> None:
@@ -223,5 +224,5 @@ def test_loaded_tweets_are_packed_token_ids(tmp_path: Path) -> None:
     train = datamodule.splits["train"]
     assert train.sequences.tokens.dtype == np.uint16  # 8,000 ids fit two bytes
     ids, label = train[0]
-    assert ids == datamodule.encode_ids([datamodule.texts["train"][0]])[0]
+    assert ids == datamodule.interface.encode_ids([datamodule.texts["train"][0]])[0]
     assert isinstance(label, int) and label == train.labels[0]

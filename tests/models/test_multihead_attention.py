@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.multi_head import MultiHeadAttention
 
 D_MODEL, HEADS, BATCH, LENGTH = 16, 4, 3, 7
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from attnlab.models.attention import SCORE_FUNCTIONS
-from attnlab.models.rnn import RNNDecoder, RNNEncoder, Seq2Seq
+from attnlab.models.rnn import RNNDecoder, RNNEncoder
+from attnlab.models.seq2seq import Seq2Seq
 
 SRC_VOCAB, TGT_VOCAB = 40, 30
 PAD, BOS, EOS = 0, 1, 2

@@ -9,7 +9,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from attnlab.hf.vit import hf_vit_name_map, load_hf_vit_state_dict
+from attnlab import pipeline
+from attnlab.errors import ConfigError
+from attnlab.hf.vit import hf_vit_name_map, load_hf_vit_state_dict, vision_transformer
 from attnlab.models.lm import count_parameters
 from attnlab.models.vit import (
     LinearPatchEmbedding,
@@ -251,3 +253,23 @@ def test_the_cls_only_last_layer_gives_the_full_layers_logits_and_gradients() ->
         loss.backward()
     for (name, a), b in zip(fast.named_parameters(), full.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-12, msg=name)
+
+
+def test_model_pretrained_loads_a_hf_vit_directory_from_config(tmp_path, compose) -> None:
+    """``experiment=vit model.pretrained=DIR``: the sizes and weights of a HF ViT directory, a
+    new head for the data's classes when its label set differs."""
+    pytest.importorskip("safetensors")
+    reference = _hf("ViTForImageClassification")
+    reference.save_pretrained(tmp_path / "hf_vit")
+    cfg = compose(["experiment=vit", f"model.pretrained={tmp_path / 'hf_vit'}", "debug=fdr"])
+    _, task = pipeline.build(cfg)
+    model = task.net
+    assert len(model.encoder.layers) == 2 and model.cls_token.shape[-1] == 32  # from config.json
+    images = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        expected = reference.vit(pixel_values=images).last_hidden_state
+        torch.testing.assert_close(model.eval().encode(images), expected, rtol=0, atol=1e-5)
+    same_classes = vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), channels=1)
+    torch.testing.assert_close(same_classes.head.weight, reference.classifier.weight)
+    with pytest.raises(ConfigError, match=r"takes image_size=28 but the data gives 32.*resize"):
+        vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), image_size=32)

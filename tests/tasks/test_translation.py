@@ -13,9 +13,11 @@ import torch
 from conftest import compose_run, read_metrics_csv
 
 from attnlab import pipeline
-from attnlab.data.parallel_corpus import ParallelCorpusDataModule, normal_form, read_tab_separated
+from attnlab.data.parallel_corpus import ParallelCorpusDataModule
 from attnlab.data.sources import EMBEDDED_DIR
-from attnlab.models.rnn import Seq2Seq
+from attnlab.data.tab_separated import read_tab_separated
+from attnlab.data.translation_pairs import normal_form
+from attnlab.models.seq2seq import Seq2Seq
 from attnlab.tasks.translation import TranslationTask
 from attnlab.tools import bleu_by_length
 from attnlab.viz import clean_token
@@ -149,7 +151,7 @@ def test_translate_script_on_the_tiny_checkpoint(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _, datamodule, task = pipeline.load_checkpoint(checkpoint)
-    (expected,) = task.translate([source], data=datamodule)
+    (expected,) = task.translate([source])
     assert expected["translation"] == normal_form(datamodule.tgt_tokenizer, target)  # memorised
     lines = result.stdout.splitlines()
     assert f"translation: {expected['translation']}" in lines

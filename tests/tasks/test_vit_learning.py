@@ -14,7 +14,8 @@ from conftest import read_metrics_csv
 from torch import nn
 
 from attnlab import pipeline
-from attnlab.tasks.image_classification import ImageClassificationTask, warmup_cosine
+from attnlab.tasks.classification import ClassificationTask
+from attnlab.tasks.schedules import warmup_cosine
 
 EPOCHS = 10  # ~90% test accuracy (seeds 1, 2, 1234), ~20 s on one core
 CHANCE = 0.1  # ten balanced classes
@@ -66,8 +67,8 @@ def test_vit_learns_the_embedded_digits(compose, trainer_spy, tmp_path: Path) ->
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
-def _task(scheduler: partial) -> ImageClassificationTask:
-    return ImageClassificationTask(
+def _task(scheduler: partial) -> ClassificationTask:
+    return ClassificationTask(
         num_classes=2,
         net=nn.Linear(2, 2),
         optimizer=partial(torch.optim.AdamW, lr=1.0),
@@ -90,7 +91,7 @@ class _Trainer:
 )
 def test_the_task_gives_the_schedule_the_runs_length(monkeypatch, scheduler: partial) -> None:
     task = _task(scheduler)
-    monkeypatch.setattr(ImageClassificationTask, "trainer", _Trainer(), raising=False)
+    monkeypatch.setattr(ClassificationTask, "trainer", _Trainer(), raising=False)
     config = task.configure_optimizers()
     schedule = config["lr_scheduler"]["scheduler"]
     assert config["lr_scheduler"]["interval"] == "step"
@@ -106,7 +107,7 @@ def test_the_task_gives_the_schedule_the_runs_length(monkeypatch, scheduler: par
 
 def test_a_given_total_steps_is_kept(monkeypatch) -> None:
     task = _task(partial(warmup_cosine, total_steps=11, warmup_fraction=0.0))
-    monkeypatch.setattr(ImageClassificationTask, "trainer", _Trainer(), raising=False)
+    monkeypatch.setattr(ClassificationTask, "trainer", _Trainer(), raising=False)
     config = task.configure_optimizers()
     lambdas = config["lr_scheduler"]["scheduler"].lr_lambdas[0]
     assert lambdas(11) == pytest.approx(0.0) and lambdas(6) == pytest.approx(0.5)

@@ -12,6 +12,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnlab.data.collate import texts_from_bytes
+from attnlab.data.interface import PairInterface
 from attnlab.utils.media import log_image, log_table
 from attnlab.viz import plot_alignments
 
@@ -24,22 +26,27 @@ class AlignmentPlots(L.Callback):
         self.max_words = max_words
         self.every_n_epochs = every_n_epochs
 
-    def examples(self, datamodule: L.LightningDataModule) -> list[dict]:
-        validation = datamodule.examples["validation"]
-        short = [e for e in validation if len(e["source"].split()) <= self.max_words]
+    def examples(self, data: PairInterface) -> list[tuple[str, str]]:
+        """(source, reference) of the short ones among the data's fixed validation pairs."""
+        pairs = zip(
+            texts_from_bytes(data.examples["source_text"]),
+            texts_from_bytes(data.examples["reference_text"]),
+            strict=True,
+        )
+        short = [pair for pair in pairs if len(pair[0].split()) <= self.max_words]
         return short[: self.num_examples]
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return
-        examples = self.examples(trainer.datamodule)
+        examples = self.examples(pl_module.data)
         if not examples:
             return
-        results = pl_module.translate([e["source"] for e in examples], data=trainer.datamodule)
+        results = pl_module.translate([source for source, _ in examples])
         table = [
-            [e["source"], e["reference"], r["translation"]]
-            for e, r in zip(examples, results, strict=True)
+            [source, reference, r["translation"]]
+            for (source, reference), r in zip(examples, results, strict=True)
         ]
         out = None
         if results[0]["alignment"] is not None:

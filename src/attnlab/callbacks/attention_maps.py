@@ -34,7 +34,7 @@ class AttentionMaps(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return
-        tokenizer = trainer.datamodule.tokenizer
+        tokenizer = pl_module.data.tokenizer
         ids = torch.tensor(tokenizer.encode([self.sentence]), device=pl_module.device)
         was_training = pl_module.training
         pl_module.eval()

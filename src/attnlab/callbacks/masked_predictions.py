@@ -2,9 +2,8 @@
 
 Writes ``<run dir>/masked_predictions/epochNNN.txt`` (each sentence as the model saw it, then per
 masked position the true token and the top-k guesses with probabilities) and, with a W&B
-logger, the same as a table: sentence, position, true token, top-k. Needs a DataModule with
-``batch(split, count)`` and ``tokenizer`` and a task with ``top_predictions(batch, k)``
-(``BertPretrainingDataModule``, ``BertPretrainingTask``).
+logger, the same as a table: sentence, position, true token, top-k. Needs a task with
+``top_predictions(batch, k)`` (``BertPretrainingTask``) whose data has a tokenizer.
 """
 
 from __future__ import annotations
@@ -26,9 +25,8 @@ class MaskedPredictions(L.Callback):
 
     def rows(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[list[str]]:
         """[sentence, position, true token, "guess (p) ..."] for every masked position."""
-        datamodule = trainer.datamodule
-        tokenizer = datamodule.tokenizer
-        batch = datamodule.batch("validation", self.num_examples)
+        tokenizer = pl_module.data.tokenizer
+        batch = pl_module.data.first(self.num_examples)
         was_training = pl_module.training
         pl_module.eval()
         probabilities, ids = (t.cpu() for t in pl_module.top_predictions(batch, self.top_k))

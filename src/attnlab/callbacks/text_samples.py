@@ -34,7 +34,7 @@ class TextSamples(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        tokenizer = trainer.datamodule.tokenizer
+        tokenizer = pl_module.data.tokenizer
         rows = []
         with torch.random.fork_rng(devices=[]):  # sampling must not shift the training RNG
             torch.manual_seed(self.seed)

@@ -25,7 +25,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.multi_head import MultiHeadAttention
 
 PRECISION_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}  # prefix of trainer.precision
 

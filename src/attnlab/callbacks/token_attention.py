@@ -25,21 +25,23 @@ class TokenAttentionPlot(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return
-        datamodule = trainer.datamodule
-        validation = datamodule.splits["validation"]
-        examples = [validation[i] for i in range(min(self.num_examples, len(validation)))]
-        batch = datamodule.encode(datamodule.texts["validation"][: self.num_examples])
+        data = pl_module.data
+        batch = data.first(self.num_examples)
         with torch.no_grad():
             logits, weights = pl_module(
                 batch["input_ids"].to(pl_module.device),
                 batch["attention_mask"].to(pl_module.device),
             )
-        names = datamodule.class_names
+        names = data.class_names
         predictions = logits.argmax(-1).tolist()
+        labels = batch["labels"].tolist()
+        lengths = batch["attention_mask"].sum(-1).tolist()
         rows, table = [], []
-        for (ids, label), pred, w in zip(examples, predictions, weights.float().cpu(), strict=True):
-            tokens = datamodule.tokenizer.tokens(ids)
-            token_weights = w[: len(ids)].tolist()
+        for ids, label, length, pred, w in zip(
+            batch["input_ids"], labels, lengths, predictions, weights.float().cpu(), strict=True
+        ):
+            tokens = data.tokenizer.tokens(ids[:length].tolist())
+            token_weights = w[:length].tolist()
             title = f"true {names[label]} | predicted {names[pred]}"
             rows.append((tokens, token_weights, title))
             table.append([names[label], names[pred], tokens_html(tokens, token_weights)])

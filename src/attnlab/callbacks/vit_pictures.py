@@ -106,8 +106,7 @@ class ViTPictures(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
             return
-        datamodule = trainer.datamodule
-        batch = datamodule.examples("validation", self.num_images)
+        batch = pl_module.data.first(self.num_images)
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
@@ -115,7 +114,7 @@ class ViTPictures(L.Callback):
             predicted = pl_module(images).argmax(-1).cpu()
             relevance = pl_module.net.rollout(images).float().cpu()
         pl_module.train(was_training)
-        names = datamodule.class_names
+        names = pl_module.data.class_names
         titles = [
             f"{names[y]} -> {names[p]}" for y, p in zip(batch["labels"], predicted, strict=True)
         ]
@@ -151,7 +150,7 @@ class ViTPictures(L.Callback):
 
     @rank_zero_only
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        names = trainer.datamodule.class_names
+        names = pl_module.data.class_names
         matrix = multiclass_confusion_matrix(
             torch.cat(self.predictions), torch.cat(self.labels), len(names)
         )

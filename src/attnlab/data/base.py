@@ -8,17 +8,21 @@ from the global random state that dropout draws from, so resuming does not shift
 
 from __future__ import annotations
 
+import itertools
 import sys
 import warnings
 from typing import Any, Self
 
 import lightning as L
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from attnlab.data.collate import WorkerCollate
-from attnlab.data.tokenization import DEFAULT_MAX_LENGTH, TextTokenizer
+from attnlab.data.interface import NUM_EXAMPLES, DataInterface, TextInterface, max_length_of
+from attnlab.data.tokenization import TextTokenizer
+from attnlab.errors import DataError
 from attnlab.utils.random_state import random_state, set_random_state
 
 # Workers send their state to the loader every this many batches, not with every batch (a third
@@ -37,6 +41,13 @@ def switch_threads_promptly(worker_id: int) -> None:
     otherwise waits up to 5 ms for the GIL behind the next batch's collation (on 2 cores about
     35% more BERT batches a second)."""
     sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
+
+
+def first_examples(dataset: Any, count: int) -> list[Any]:
+    """The first ``count`` examples of a map-style dataset or a stream."""
+    if isinstance(dataset, IterableDataset):
+        return list(itertools.islice(iter(dataset), count))
+    return [dataset[i] for i in range(min(count, len(dataset)))]
 
 
 class WorkerRandomState(Dataset):
@@ -61,17 +72,52 @@ class WorkerRandomState(Dataset):
 
 
 class SplitDataModule(L.LightningDataModule):
-    """Subclasses say how one split is batched (``split_loader``); the loader options the user
-    sweeps (``batch_size``, ``num_workers``, ``pin_memory``) are applied the same everywhere."""
+    """Subclasses say how one split is batched (``split_loader``) and what their ``interface``
+    holds; the split and loader options every DataModule has are taken and applied here."""
 
-    batch_size: int
-    num_workers: int = 0
-    pin_memory: bool = False
-    seed: int = 0
+    def __init__(
+        self,
+        interface: DataInterface | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 1234,
+    ) -> None:
+        """``val_fraction``/``test_fraction``: what is carved from the train split for a source
+        without those splits; ``seed``: the splits', shuffling's and workers' seed."""
+        super().__init__()
+        if batch_size < 1:
+            raise DataError(f"data.batch_size={batch_size} must be >= 1")
+        self.interface = interface or DataInterface()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.interface.class_names
+
+    @class_names.setter
+    def class_names(self, names: list[str]) -> None:
+        self.interface.class_names = names
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
         """The loader of ``split``; ``train`` turns on shuffling (and augmentation, masking...)."""
         raise NotImplementedError
+
+    def batch(self, split: str, count: int) -> dict[str, Tensor]:
+        """The first ``count`` examples of ``split`` as one batch, as evaluation sees them."""
+        raise NotImplementedError
+
+    def keep_examples(self) -> None:
+        """Put the fixed validation examples into the interface (after loading the data)."""
+        if not self.interface.examples:
+            self.interface.examples = self.batch("validation", NUM_EXAMPLES)
 
     def dataloader(self, dataset: Any, **options: Any) -> DataLoader:
         """A resumable DataLoader with the configured workers and pinning (``options`` add the
@@ -111,8 +157,16 @@ class TokenizedDataModule(SplitDataModule):
     """A DataModule over one text tokenizer: built in ``_load()`` (trained on the train split or
     read from a vocabulary) and saved in checkpoints, so a checkpoint is used without the data."""
 
-    tokenizer: TextTokenizer | None = None
+    interface: TextInterface
     tokenizer_args: dict[str, Any]
+
+    @property
+    def tokenizer(self) -> TextTokenizer | None:
+        return self.interface.tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: TextTokenizer) -> None:
+        self.interface.tokenizer = tokenizer
 
     def _load(self) -> None:
         raise NotImplementedError
@@ -130,9 +184,9 @@ class TokenizedDataModule(SplitDataModule):
     def pad_id(self) -> int:
         return self._ready().tokenizer.pad_id
 
+    # Saved in checkpoints, so a checkpoint encodes and decodes without the data.
     def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer.to_str()}
+        return self.interface.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        max_length = self.tokenizer_args.get("max_length", DEFAULT_MAX_LENGTH)
-        self.tokenizer = TextTokenizer.from_str(state["tokenizer"], max_length)
+        self.interface.load_state_dict(state, max_length_of(self.tokenizer_args))

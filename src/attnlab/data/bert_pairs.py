@@ -21,7 +21,6 @@ across epochs and runs.
 from __future__ import annotations
 
 import functools
-import itertools
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from attnlab.data.array_cache import derived_array
+from attnlab.data.base import first_examples
 from attnlab.data.collate import IGNORE_INDEX, pad_sequences
 from attnlab.data.corpus import CorpusDataModule
 from attnlab.data.sources import SPLITS
@@ -470,9 +470,8 @@ class BertPretrainingDataModule(CorpusDataModule):
         return StreamedMaskedOnce(examples, self.collator().mask_example, seed)
 
     def batch(self, split: str, count: int) -> dict[str, Tensor]:
-        """The first ``count`` examples of ``split`` as one batch (callbacks, scripts)."""
         examples = self.streamed_examples(split) if self.streaming else self.examples[split]
-        return self.collator()(list(itertools.islice(iter(examples), count)))
+        return self.collator()(first_examples(examples, count))
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
         if self.streaming:

@@ -24,6 +24,18 @@ def pad_sequences(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tens
     return ids, mask
 
 
+def texts_as_bytes(texts: Sequence[str]) -> Tensor:
+    """Texts -> their UTF-8 bytes (B, L) padded with zero bytes: texts a batch carries as a
+    tensor (references for BLEU), so batches hold tensors only."""
+    encoded = [list(text.encode()) for text in texts]
+    return pad_sequences(encoded, 0)[0].to(torch.uint8)
+
+
+def texts_from_bytes(rows: Tensor) -> list[str]:
+    """The texts ``texts_as_bytes`` packed."""
+    return [bytes(row).rstrip(b"\0").decode() for row in rows.cpu().numpy()]
+
+
 class ClassificationCollator:
     """(ids, label) examples -> {"input_ids", "attention_mask", "labels"}."""
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from attnlab.data.array_cache import keyed_folder
 from attnlab.data.base import TokenizedDataModule
+from attnlab.data.interface import TextInterface
 from attnlab.data.sources import (
     DataError,
     hf_datasets,
@@ -46,31 +47,20 @@ class CorpusDataModule(TokenizedDataModule):
         text_column: str = "text",
         sentences_column: str | None = None,
         tokenizer: Mapping[str, Any] | None = None,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 1234,
         cache_dir: str = "outputs/cache",
         verify_cache: bool = True,
+        **splits_and_loader: Any,
     ) -> None:
-        super().__init__()
+        """``splits_and_loader``: batch size, workers, split fractions, seed (SplitDataModule)."""
+        super().__init__(TextInterface(), **splits_and_loader)
         self.source = dict(source)
         self.text_column = text_column
         self.sentences_column = sentences_column
         self.tokenizer_args = {**(tokenizer or {}), "max_length": None}
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
         self.cache_dir = Path(cache_dir)
         self.verify_cache = verify_cache
         self.streaming = bool(self.source.pop("streaming", False))
         self.shuffle_buffer = int(self.source.pop("shuffle_buffer", 10_000))
-        self.tokenizer: TextTokenizer | None = None
         self.splits: dict[str, TokenizedSplit] = {}
         self.record_streams: dict[str, RecordStream] = {}
         self.cache_folder: Path | None = None
@@ -99,6 +89,7 @@ class CorpusDataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not (self.splits or self.record_streams):
             self._load()
+        self.keep_examples()
 
     def _load(self) -> None:
         if self.streaming:

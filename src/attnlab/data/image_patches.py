@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from attnlab.data.base import SplitDataModule
+from attnlab.data.interface import ImageInterface
 from attnlab.data.sources import (
     EMBEDDED_DIR,
     SPLIT_ALIASES,
@@ -189,14 +190,19 @@ class ImagePatchesDataModule(SplitDataModule):
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         augment: Mapping[str, Any] | None = None,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 1234,
+        **splits_and_loader: Any,
     ) -> None:
-        super().__init__()
+        """``splits_and_loader``: batch size, workers, split fractions, seed (SplitDataModule).
+        What the model and a checkpoint need goes into the interface; null entries are filled
+        from the data."""
+        interface = ImageInterface(
+            class_names=list(class_names or []),
+            image_size=image_size,
+            channels=channels,
+            mean=_as_list(mean),
+            std=_as_list(std),
+        )
+        super().__init__(interface, **{"batch_size": 128, **splits_and_loader})
         unknown = set(source) - set(SOURCE_KEYS)
         if unknown:
             raise DataError(f"unknown data.source keys {sorted(unknown)}; use {SOURCE_KEYS}")
@@ -210,18 +216,6 @@ class ImagePatchesDataModule(SplitDataModule):
         self.label_column = label_column
         self.resize = resize
         self.augment = {**AUGMENT_DEFAULTS, **(augment or {})}
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
-        # What the model and a checkpoint need; null entries are filled from the data.
-        self._class_names = list(class_names) if class_names else None
-        self._image_size = image_size
-        self._channels = channels
-        self.mean = _as_list(mean)
-        self.std = _as_list(std)
         self._restored = False  # set by load_state_dict: no data needed for the properties
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
@@ -232,15 +226,15 @@ class ImagePatchesDataModule(SplitDataModule):
 
     @property
     def class_names(self) -> list[str]:
-        return self._ready()._class_names
+        return self._ready().interface.class_names
 
     @property
     def image_size(self) -> int:
-        return self._ready()._image_size
+        return self._ready().interface.image_size
 
     @property
     def channels(self) -> int:
-        return self._ready()._channels
+        return self._ready().interface.channels
 
     def _ready(self) -> ImagePatchesDataModule:
         if not self.splits and not self._restored:
@@ -249,23 +243,24 @@ class ImagePatchesDataModule(SplitDataModule):
 
     def _load(self) -> None:
         raw, names = self._read_source()
-        if self._class_names is None:
-            self._class_names = names
+        info = self.interface
+        if not info.class_names:
+            info.class_names = names
         top = max(int(labels.max()) for _, labels in raw.values())
-        if top >= len(self._class_names):
+        if top >= len(info.class_names):
             raise DataError(
-                f"labels go up to {top} but there are {len(self._class_names)} class names "
-                f"({self._class_names[:5]}...): give data.class_names one name per class"
+                f"labels go up to {top} but there are {len(info.class_names)} class names "
+                f"({info.class_names[:5]}...): give data.class_names one name per class"
             )
         self.splits = self._carve(raw)
-        if self.mean is None or self.std is None:  # else from the config or a checkpoint
+        if info.mean is None or info.std is None:  # else from the config or a checkpoint
             pixels = self.splits["train"][0].float().div(255).transpose(0, 1).flatten(1)
-            self.mean = self.mean or pixels.mean(1).tolist()
-            self.std = self.std or pixels.std(1).clamp(min=1e-6).tolist()
-        for name, values in (("mean", self.mean), ("std", self.std)):
-            if len(values) != self._channels:
+            info.mean = info.mean or pixels.mean(1).tolist()
+            info.std = info.std or pixels.std(1).clamp(min=1e-6).tolist()
+        for name, values in (("mean", info.mean), ("std", info.std)):
+            if len(values) != info.channels:
                 raise DataError(
-                    f"data.{name} has {len(values)} values for {self._channels}-channel images: "
+                    f"data.{name} has {len(values)} values for {info.channels}-channel images: "
                     "give one per channel, or null to compute it on the train split"
                 )
 
@@ -338,24 +333,26 @@ class ImagePatchesDataModule(SplitDataModule):
 
     def _fit(self, images: Tensor, name: str) -> Tensor:
         """Images (N, C, H, W) of one size -> the configured channels and size (or theirs)."""
-        if self._channels is None:
-            self._channels = 1 if images.size(1) == 1 else 3
-        images = convert_channels(images, self._channels)
+        info = self.interface
+        if info.channels is None:
+            info.channels = 1 if images.size(1) == 1 else 3
+        images = convert_channels(images, info.channels)
         height, width = images.shape[-2:]
-        if self._image_size is None:
+        if info.image_size is None:
             if height != width:
                 raise DataError(
                     f"{name} are {width}x{height}, not square: set data.image_size=S and "
                     "data.resize=true"
                 )
-            self._image_size = height
-        if (height, width) != (self._image_size, self._image_size):
+            info.image_size = height
+        size = info.image_size
+        if (height, width) != (size, size):
             if not self.resize:
                 raise DataError(
-                    f"{name} are {width}x{height}, not {self._image_size}x{self._image_size} "
+                    f"{name} are {width}x{height}, not {size}x{size} "
                     "(data.image_size or the first image): set data.resize=true, or remove it"
                 )
-            images = resize_images(images, self._image_size)
+            images = resize_images(images, size)
         return images
 
     def _from_datasets(
@@ -403,9 +400,9 @@ class ImagePatchesDataModule(SplitDataModule):
         try:
             file = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
             with PIL.Image.open(file) as image:
-                if self._channels is None:
-                    self._channels = 1 if image.mode in GREY_MODES else 3
-                return np.array(image.convert("L" if self._channels == 1 else "RGB"))
+                if self.interface.channels is None:
+                    self.interface.channels = 1 if image.mode in GREY_MODES else 3
+                return np.array(image.convert("L" if self.interface.channels == 1 else "RGB"))
         except Exception as error:  # PIL raises OSError, SyntaxError, ValueError ... for bad files
             raise DataError(
                 f"cannot read image '{name}': {error}. Replace or delete the file"
@@ -427,6 +424,7 @@ class ImagePatchesDataModule(SplitDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self._load()
+        self.keep_examples()
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
         augment = self.augment if train else {}
@@ -434,30 +432,20 @@ class ImagePatchesDataModule(SplitDataModule):
             TensorDataset(*self.splits[split]),
             batch_size=self.batch_size,
             shuffle=train,
-            collate_fn=ImageBatch(self.mean, self.std, **augment),
+            collate_fn=ImageBatch(self.interface.mean, self.interface.std, **augment),
         )
 
-    def examples(self, split: str, count: int) -> dict[str, Tensor]:
+    def batch(self, split: str, count: int) -> dict[str, Tensor]:
         """The first ``count`` images of ``split``: ``pixels`` (uint8) and a model-ready batch."""
-        self.setup()
         images, labels = self.splits[split]
         examples = list(zip(images[:count], labels[:count], strict=True))
-        batch = ImageBatch(self.mean, self.std)(examples)
+        batch = ImageBatch(self.interface.mean, self.interface.std)(examples)
         return {"pixels": images[:count], **batch}
 
     # Saved in checkpoints, so a checkpoint can be used without the data.
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "class_names": self._class_names,
-            "image_size": self._image_size,
-            "channels": self._channels,
-            "mean": self.mean,
-            "std": self.std,
-        }
+        return self.interface.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._class_names = list(state["class_names"])
-        self._image_size = state["image_size"]
-        self._channels = state["channels"]
-        self.mean, self.std = list(state["mean"]), list(state["std"])
+        self.interface.load_state_dict(state)
         self._restored = True

@@ -12,9 +12,6 @@ Sources (``source``), the first one set wins:
 * ``embedded``: ``bible_en_fr.tsv.gz``, 31,102 verse pairs, World English Bible -> Louis Segond
   1910, both public domain (see ``embedded/bible_en_fr.NOTICE.md``).
 
-Tab-separated files are read as lines split on tabs: quote characters are text (verses and
-Tatoeba sentences contain them), not CSV quoting.
-
 Splits are seeded. ``split_by: example`` draws every pair on its own (for the Bible, a
 verse-level split: neighbouring verses of a chapter can land in train and test).
 ``split_by: <column>`` (e.g. ``book``) pools whatever splits the source has and keeps all pairs
@@ -26,333 +23,44 @@ Each side gets its own WordPiece tokenizer, trained on the train split (cached b
 Targets are ``[CLS] y_1 .. y_n [SEP]``: the trained vocabulary's ``[CLS]`` serves as BOS and
 ``[SEP]`` as EOS, so no special tokens are added. BLEU compares text in the target
 tokenizer's normal form (for the default settings: lowercase, accents stripped, punctuation
-split off): ``references`` are normalised that way and ``decode_targets`` joins WordPiece pieces
-back into the same form.
+split off): references are normalised that way and ``PairInterface.decode_targets`` joins
+WordPiece pieces back into the same form.
 """
 
 from __future__ import annotations
 
-import gzip
-import math
-import random
 import shutil
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
-from datasets.arrow_writer import ArrowWriter
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
-from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attnlab.data.array_cache import CacheWriter, cached_arrays, keyed_folder
-from attnlab.data.base import SplitDataModule
-from attnlab.data.collate import pad_sequences
-from attnlab.data.packed import ENCODE_BATCH, PackedBuilder, PackedSequences, PackedTexts
+from attnlab.data.base import SplitDataModule, first_examples
+from attnlab.data.interface import PairInterface, max_length_of
+from attnlab.data.packed import ENCODE_BATCH, PackedBuilder
+from attnlab.data.samplers import BucketBatchSampler
 from attnlab.data.sources import (
     EMBEDDED_DIR,
     SPLIT_ALIASES,
-    SPLITS,
     DataError,
     ensure_splits,
     load_splits,
-    not_utf8,
     require_columns,
     source_fingerprint,
+    split_by_group,
 )
+from attnlab.data.tab_separated import TAB_SEPARATED, read_tab_separated, suffix
 from attnlab.data.token_cache import token_dtype, tokenizer_digest
-from attnlab.data.tokenization import (
-    DEFAULT_MAX_LENGTH,
-    TextTokenizer,
-    build_tokenizer,
-    tokenizer_settings,
-)
+from attnlab.data.tokenization import TextTokenizer, build_tokenizer, tokenizer_settings
+from attnlab.data.translation_pairs import TranslationCollator, TranslationPairs, normal_form
 
-BOS, EOS = "[CLS]", "[SEP]"
 TOKENIZERS = ("src_tokenizer", "tgt_tokenizer")  # state_dict keys and pair-cache file stems
-TAB_SEPARATED = (".txt", ".tsv")
-READ_CHUNK = 100_000  # lines of a .txt/.tsv gathered as Python lists before they go to Arrow
-
-
-def _suffix(path: Path) -> str:
-    suffixes = [s for s in path.suffixes if s not in (".gz", ".bz2", ".xz", ".zst")]
-    return suffixes[-1] if suffixes else ""
-
-
-def read_tab_separated(
-    path: str | Path, columns: Sequence[str] | None = None, into: Path | None = None
-) -> Dataset:
-    """Rows of a tab-separated file. Without ``columns`` the first line names them (.tsv) and
-    every row has exactly that many fields; with them (Tatoeba .txt: source, target) every line
-    needs at least that many and extra fields (the attribution) are ignored. With ``into`` (a
-    file), the rows are written there as Arrow and memory-mapped: the raw text of a corpus of
-    millions of pairs then costs disk, not memory."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"data file not found: '{path}'; check the path in data.source")
-    opener = gzip.open if path.suffix == ".gz" else open
-    table = _TableWriter(into)
-    rows: list[list[str]] = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            if columns is None:
-                header = f.readline().rstrip("\r\n")
-                if not header:
-                    raise DataError(f"'{path}' is empty; a .tsv needs a header row and data rows")
-                columns, exact, first = header.split("\t"), True, 2
-            else:
-                exact, first = False, 1
-            for number, line in enumerate(f, start=first):
-                rows.append(_fields(line.rstrip("\r\n"), number, path, columns, exact))
-                if len(rows) == READ_CHUNK:  # into Arrow: bounded Python lists
-                    table.write(rows, columns)
-                    rows = []
-    except UnicodeDecodeError as error:
-        raise not_utf8(str(path), error) from error
-    if rows:
-        table.write(rows, columns)
-    if not table.rows:
-        raise DataError(f"'{path}' has no data rows; add sentence pairs to it")
-    return table.dataset()
-
-
-class _TableWriter:
-    """Rows gathered into Arrow: in memory, or into an Arrow file that is then memory-mapped."""
-
-    def __init__(self, into: Path | None) -> None:
-        self.into = into
-        self.writer = ArrowWriter(path=str(into)) if into else None
-        self.chunks: list[Dataset] = []
-        self.rows = 0
-
-    def write(self, rows: list[list[str]], columns: Sequence[str]) -> None:
-        batch = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-        if self.writer is None:
-            self.chunks.append(Dataset.from_dict(batch))
-        else:
-            self.writer.write_batch(batch)
-        self.rows += len(rows)
-
-    def dataset(self) -> Dataset:
-        if self.writer is not None:
-            self.writer.finalize()
-            self.writer.close()
-            return Dataset.from_file(str(self.into))
-        return concatenate_datasets(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
-
-
-def _fields(line: str, number: int, path: Path, columns: Sequence[str], exact: bool) -> list[str]:
-    """One line's fields, or the error naming the line: empty, or the wrong field count."""
-    if not line.strip():
-        raise DataError(f"line {number} of '{path}' is empty; remove empty lines")
-    fields = line.split("\t")
-    if len(fields) < len(columns) or (exact and len(fields) != len(columns)):
-        raise DataError(
-            f"line {number} of '{path}' has {len(fields)} tab-separated fields, expected "
-            f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
-        )
-    return fields[: len(columns)]
-
-
-def split_by_group(
-    table: Dataset, column: str, seed: int, val_fraction: float, test_fraction: float
-) -> DatasetDict:
-    """Whole groups (e.g. books) per split: the groups are shuffled with ``seed``, then test and
-    validation take groups in turn until each holds its fraction of the pairs."""
-    values = table[column]
-    counts = Counter(values)
-    groups = sorted(counts)
-    random.Random(seed).shuffle(groups)
-    wanted = {"test": test_fraction * len(table), "validation": val_fraction * len(table)}
-    held = dict.fromkeys(SPLITS, 0)
-    assignment = {}
-    for group in groups:
-        split = next((s for s in wanted if held[s] < wanted[s]), "train")
-        assignment[group] = split
-        held[split] += counts[group]
-    splits = {}
-    for split in SPLITS:
-        keep = [i for i, g in enumerate(values) if assignment[g] == split]
-        if not keep:
-            raise DataError(
-                f"split_by='{column}' left the '{split}' split empty ({len(groups)} groups): "
-                "use split_by=example or change the split fractions"
-            )
-        splits[split] = table.select(keep)
-    return DatasetDict(splits)
-
-
-def join_pieces(tokens: Sequence[str]) -> str:
-    """WordPiece tokens -> words separated by spaces ('##' pieces glued to the previous one)."""
-    words: list[str] = []
-    for token in tokens:
-        if token.startswith("##") and words:
-            words[-1] += token[2:]
-        else:
-            words.append(token)
-    return " ".join(words)
-
-
-def normal_form(tokenizer: TextTokenizer, text: str) -> str:
-    """``text`` normalised and pre-tokenised as the tokenizer sees it, words joined by spaces."""
-    inner = tokenizer.tokenizer
-    if inner.normalizer is not None:
-        text = inner.normalizer.normalize_str(text)
-    if inner.pre_tokenizer is not None:
-        return " ".join(word for word, _ in inner.pre_tokenizer.pre_tokenize_str(text))
-    return " ".join(text.split())
-
-
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of examples of similar length: little padding, few wasted RNN steps.
-
-    With ``shuffle``, every epoch shuffles the examples, sorts each pool of ``pool_batches``
-    batches by length, cuts it into batches and shuffles the batches (seeded by ``seed`` and the
-    epoch). Without, the batches follow the examples sorted by length (for evaluation).
-    The order is a function of the epoch alone (``set_epoch``, as Lightning calls each epoch),
-    so a resumed run can replay an epoch's order and skip what it has seen.
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        shuffle: bool,
-        seed: int = 0,
-        pool_batches: int = 50,
-    ) -> None:
-        if batch_size < 1:
-            raise DataError(f"data.batch_size={batch_size} must be >= 1")
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.pool = batch_size * pool_batches
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        if not self.shuffle:
-            yield from self._cut(np.argsort(self.lengths, kind="stable"))
-            return
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).numpy()
-        batches = []
-        for start in range(0, len(order), self.pool):
-            pool = order[start : start + self.pool]
-            batches.extend(self._cut(pool[np.argsort(self.lengths[pool], kind="stable")]))
-        for index in torch.randperm(len(batches), generator=generator).tolist():
-            yield batches[index]
-
-    def _cut(self, order: np.ndarray) -> list[list[int]]:
-        order = order.tolist()
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-
-
-class TranslationCollator:
-    """Examples -> padded source and target ids with masks, plus the texts for BLEU and plots.
-
-    ``tgt_ids`` is [BOS] y [EOS] padded: the decoder reads ``tgt_ids[:, :-1]`` and is trained to
-    predict ``tgt_ids[:, 1:]``.
-    """
-
-    def __init__(self, src_pad_id: int, tgt_pad_id: int) -> None:
-        self.src_pad_id = src_pad_id
-        self.tgt_pad_id = tgt_pad_id
-
-    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        src_ids, src_mask = pad_sequences([e["src_ids"] for e in examples], self.src_pad_id)
-        tgt_ids, tgt_mask = pad_sequences([e["tgt_ids"] for e in examples], self.tgt_pad_id)
-        batch = {"src_ids": src_ids, "src_mask": src_mask, "tgt_ids": tgt_ids, "tgt_mask": tgt_mask}
-        if "source" in examples[0]:  # evaluation splits: for BLEU and the plots
-            batch["source"] = [e["source"] for e in examples]
-            batch["reference"] = [e["reference"] for e in examples]
-        return batch
-
-
-class TextPairs:
-    """(source, reference) texts of an evaluation split, packed as UTF-8 bytes."""
-
-    def __init__(self, sources: PackedTexts, references: PackedTexts) -> None:
-        self.sources, self.references = sources, references
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, index: int) -> tuple[str, str]:
-        return self.sources[index], self.references[index]
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return (self[i] for i in range(len(self)))
-
-
-class TranslationPairs(TorchDataset):
-    """A split's pairs as packed token ids; evaluation splits also keep the source text and the
-    reference in BLEU's normal form. Training pairs keep no text: a 10M-pair corpus costs its
-    token ids (2 bytes each with vocabularies below 65,536) and 16 bytes of offsets a pair,
-    memory-mapped from the pair cache."""
-
-    def __init__(
-        self,
-        sources: PackedSequences,
-        targets: PackedSequences,
-        bos_id: int,
-        eos_id: int,
-        texts: TextPairs | None = None,
-    ) -> None:
-        self.sources, self.targets = sources, targets
-        self.bos_id, self.eos_id = bos_id, eos_id
-        self.texts = texts
-
-    @classmethod
-    def from_cache(
-        cls, arrays: dict[str, np.ndarray], split: str, bos_id: int, eos_id: int
-    ) -> TranslationPairs:
-        """The split ``ParallelCorpusDataModule._write_split`` wrote into the pair cache."""
-        texts = None
-        if f"{split}.source.tokens" in arrays:
-            texts = TextPairs(
-                PackedTexts(PackedSequences.from_cache(arrays, f"{split}.source")),
-                PackedTexts(PackedSequences.from_cache(arrays, f"{split}.reference")),
-            )
-        return cls(
-            PackedSequences.from_cache(arrays, f"{split}.src"),
-            PackedSequences.from_cache(arrays, f"{split}.tgt"),
-            bos_id,
-            eos_id,
-            texts,
-        )
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        example = {
-            "src_ids": self.sources[index],
-            "tgt_ids": [self.bos_id, *self.targets[index], self.eos_id],
-        }
-        if self.texts is not None:
-            example["source"], example["reference"] = self.texts[index]
-        return example
-
-    @property
-    def target_lengths(self) -> np.ndarray:
-        """Decoder steps per pair ([BOS] y [EOS]), for bucketing."""
-        return self.targets.lengths + 2
-
-    @property
-    def nbytes(self) -> int:
-        return self.sources.nbytes + self.targets.nbytes
 
 
 class _Side:
@@ -393,18 +101,15 @@ class ParallelCorpusDataModule(SplitDataModule):
         drop_empty: bool = False,
         src_tokenizer: Mapping[str, Any] | None = None,
         tgt_tokenizer: Mapping[str, Any] | None = None,
-        batch_size: int = 64,
         eval_batch_size: int | None = None,
         pool_batches: int = 50,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        val_fraction: float = 0.05,
-        test_fraction: float = 0.1,
-        seed: int = 1234,
         cache_dir: str = "outputs/cache",
         verify_cache: bool = True,
+        **splits_and_loader: Any,
     ) -> None:
-        super().__init__()
+        """``splits_and_loader``: batch size, workers, split fractions, seed (SplitDataModule)."""
+        defaults = {"batch_size": 64, "val_fraction": 0.05}
+        super().__init__(PairInterface(), **{**defaults, **splits_and_loader})
         if max_words is not None and max_words < min_words:
             raise DataError(f"data.max_words={max_words} is below data.min_words={min_words}")
         self.source = dict(source)
@@ -419,19 +124,19 @@ class ParallelCorpusDataModule(SplitDataModule):
         self.drop_empty = drop_empty
         self.src_tokenizer_args = dict(src_tokenizer or {})
         self.tgt_tokenizer_args = dict(tgt_tokenizer or {})
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = eval_batch_size or self.batch_size
         self.pool_batches = pool_batches
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
         self.cache_dir = Path(cache_dir)
         self.verify_cache = verify_cache
-        self.src_tokenizer: TextTokenizer | None = None
-        self.tgt_tokenizer: TextTokenizer | None = None
         self.examples: dict[str, TranslationPairs] = {}
+
+    @property
+    def src_tokenizer(self) -> TextTokenizer | None:
+        return self.interface.src_tokenizer
+
+    @property
+    def tgt_tokenizer(self) -> TextTokenizer | None:
+        return self.interface.tgt_tokenizer
 
     # What the model needs, available before setup.
     @property
@@ -452,11 +157,11 @@ class ParallelCorpusDataModule(SplitDataModule):
 
     @property
     def bos_id(self) -> int:
-        return self._ready().tgt_tokenizer.token_id(BOS)
+        return self._ready().interface.bos_id
 
     @property
     def eos_id(self) -> int:
-        return self._ready().tgt_tokenizer.token_id(EOS)
+        return self._ready().interface.eos_id
 
     def _ready(self) -> ParallelCorpusDataModule:
         if self.tgt_tokenizer is None:
@@ -477,13 +182,13 @@ class ParallelCorpusDataModule(SplitDataModule):
         if isinstance(files, (str, Path)):
             files = {"train": files}
         paths = {SPLIT_ALIASES.get(k, k): Path(v) for k, v in files.items() if v}
-        if not all(_suffix(p) in TAB_SEPARATED for p in paths.values()):
+        if not all(suffix(p) in TAB_SEPARATED for p in paths.values()):
             return None
         txt_columns = [self.source_column, self.target_column]
         return {
             split: read_tab_separated(
                 path,
-                txt_columns if _suffix(path) == ".txt" else None,
+                txt_columns if suffix(path) == ".txt" else None,
                 scratch / f"{split}.arrow" if scratch else None,
             )
             for split, path in paths.items()
@@ -643,6 +348,7 @@ class ParallelCorpusDataModule(SplitDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.examples:
             self._load()
+        self.keep_examples()
 
     # Batches.
     def split_loader(self, split: str, train: bool) -> DataLoader:
@@ -660,38 +366,14 @@ class ParallelCorpusDataModule(SplitDataModule):
             collate_fn=TranslationCollator(self.src_pad_id, self.tgt_pad_id),
         )
 
-    # From text to ids and back, for translate() and the plots.
-    def encode_sources(self, texts: Sequence[str]) -> dict[str, Tensor]:
-        """Raw source sentences -> {"src_ids", "src_mask"} for the model."""
-        ids, mask = pad_sequences(self._ready().src_tokenizer.encode(texts), self.src_pad_id)
-        return {"src_ids": ids, "src_mask": mask}
-
-    def source_tokens(self, text: str) -> list[str]:
-        return self._ready().src_tokenizer.tokens(self.src_tokenizer.encode([text])[0])
-
-    def target_tokens(self, ids: Sequence[int]) -> list[str]:
-        """Output ids -> tokens up to EOS (excluded); BOS and padding dropped."""
-        ids = list(ids)
-        ids = ids[: ids.index(self.eos_id)] if self.eos_id in ids else ids
-        return self._ready().tgt_tokenizer.tokens(
-            [i for i in ids if i not in (self.bos_id, self.tgt_pad_id)]
-        )
-
-    def decode_targets(self, ids: Tensor) -> list[str]:
-        """Output ids (B, T) -> texts in the normal form of the references (for BLEU)."""
-        return [join_pieces(self.target_tokens(row)) for row in ids.tolist()]
+    def batch(self, split: str, count: int) -> dict[str, Tensor]:
+        collate = TranslationCollator(self.src_pad_id, self.tgt_pad_id)
+        return collate(first_examples(self.examples[split], count))
 
     # Saved in checkpoints, so a checkpoint translates without the data (attnlab-translate).
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "src_tokenizer": self.src_tokenizer.to_str(),
-            "tgt_tokenizer": self.tgt_tokenizer.to_str(),
-        }
+        return self.interface.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.src_tokenizer = TextTokenizer.from_str(
-            state["src_tokenizer"], self.src_tokenizer_args.get("max_length", DEFAULT_MAX_LENGTH)
-        )
-        self.tgt_tokenizer = TextTokenizer.from_str(
-            state["tgt_tokenizer"], self.tgt_tokenizer_args.get("max_length", DEFAULT_MAX_LENGTH)
-        )
+        sides = (self.src_tokenizer_args, self.tgt_tokenizer_args)
+        self.interface.load_state_dict(state, [max_length_of(args) for args in sides])

@@ -8,6 +8,8 @@ splits the source lacks are carved from ``train`` with a seeded shuffle.
 from __future__ import annotations
 
 import functools
+import random
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -270,3 +272,33 @@ def require_columns(
         f"column '{column}' (data.{key}) not found; the data has columns "
         f"{dataset.column_names}: set data.{key} to one of them"
     )
+
+
+def split_by_group(
+    table: Dataset, column: str, seed: int, val_fraction: float, test_fraction: float
+) -> DatasetDict:
+    """Whole groups (e.g. books) per split: the groups are shuffled with ``seed``, then test and
+    validation take groups in turn until each holds its fraction of the pairs."""
+    from datasets import DatasetDict
+
+    values = table[column]
+    counts = Counter(values)
+    groups = sorted(counts)
+    random.Random(seed).shuffle(groups)
+    wanted = {"test": test_fraction * len(table), "validation": val_fraction * len(table)}
+    held = dict.fromkeys(SPLITS, 0)
+    assignment = {}
+    for group in groups:
+        split = next((s for s in wanted if held[s] < wanted[s]), "train")
+        assignment[group] = split
+        held[split] += counts[group]
+    splits = {}
+    for split in SPLITS:
+        keep = [i for i, g in enumerate(values) if assignment[g] == split]
+        if not keep:
+            raise DataError(
+                f"split_by='{column}' left the '{split}' split empty ({len(groups)} groups): "
+                "use split_by=example or change the split fractions"
+            )
+        splits[split] = table.select(keep)
+    return DatasetDict(splits)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from attnlab.data.base import first_examples
 from attnlab.data.corpus import CorpusDataModule
 from attnlab.data.streaming import StreamedBlocks
 from attnlab.data.token_cache import TokenizedSplit
@@ -114,6 +115,9 @@ class TextCorpusDataModule(CorpusDataModule):
         train, held_out = self._counts("train"), self._counts(split)
         log_probs = np.log((train + 1) / (train.sum() + self.vocab_size))
         return math.exp(-(held_out * log_probs).sum() / held_out.sum())
+
+    def batch(self, split: str, count: int) -> dict[str, torch.Tensor]:
+        return _as_dict(first_examples(self.blocks(split), count))
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
         return self.dataloader(

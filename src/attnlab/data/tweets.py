@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from datasets import ClassLabel, Dataset, DatasetDict, Value
+from torch import Tensor
 from torch.utils.data import DataLoader
 
-from attnlab.data.base import TokenizedDataModule
+from attnlab.data.base import TokenizedDataModule, first_examples
 from attnlab.data.collate import ClassificationCollator
+from attnlab.data.interface import TextInterface
 from attnlab.data.packed import ENCODE_BATCH, LabelledSequences, PackedSequences
 from attnlab.data.sources import load_splits, require_columns
-from attnlab.data.tokenization import TextTokenizer, build_tokenizer
+from attnlab.data.tokenization import build_tokenizer
 from attnlab.errors import DataError
 
 LABEL_SCHEMES = {"ternary": ["negative", "neutral", "positive"], "binary": ["negative", "positive"]}
@@ -51,15 +53,12 @@ class TweetsDataModule(TokenizedDataModule):
         neutral_threshold: float = 0.5,
         tokenizer: Mapping[str, Any] | None = None,
         bert_format: bool = False,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 1234,
         cache_dir: str = "outputs/cache",
+        **splits_and_loader: Any,
     ) -> None:
-        super().__init__()
+        """``splits_and_loader``: batch size, workers, split fractions, seed (SplitDataModule)."""
+        interface = TextInterface(bert_format=bert_format)
+        super().__init__(interface, **{"batch_size": 64, **splits_and_loader})
         if label_scheme not in LABEL_SCHEMES:
             raise DataError(
                 f"data.label_scheme='{label_scheme}' is unknown; use one of {list(LABEL_SCHEMES)}"
@@ -73,16 +72,7 @@ class TweetsDataModule(TokenizedDataModule):
         self.label_scheme = label_scheme
         self.neutral_threshold = neutral_threshold
         self.tokenizer_args = dict(tokenizer or {})
-        self.bert_format = bert_format
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
         self.cache_dir = Path(cache_dir)
-        self.tokenizer: TextTokenizer | None = None
-        self.class_names: list[str] = []
         self.splits: dict[str, LabelledSequences] = {}
         self.texts: dict[str, list[str]] = {}
 
@@ -111,9 +101,8 @@ class TweetsDataModule(TokenizedDataModule):
 
     def _pack(self, texts: list[str], labels: list[int]) -> LabelledSequences:
         """Token ids packed (2 bytes a token below 65,536 ids), ENCODE_BATCH texts at a time."""
-        batches = (
-            self.encode_ids(texts[i : i + ENCODE_BATCH]) for i in range(0, len(texts), ENCODE_BATCH)
-        )
+        encode = self.interface.encode_ids
+        batches = (encode(texts[i : i + ENCODE_BATCH]) for i in range(0, len(texts), ENCODE_BATCH))
         return LabelledSequences(PackedSequences.pack(batches, self.tokenizer.vocab_size), labels)
 
     def _check_ratings_are_numbers(self, name: str, split: Dataset) -> None:
@@ -179,6 +168,7 @@ class TweetsDataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self._load()
+        self.keep_examples()
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
         return self.dataloader(
@@ -188,24 +178,6 @@ class TweetsDataModule(TokenizedDataModule):
             collate_fn=ClassificationCollator(self.pad_id),
         )
 
-    def encode(self, texts: list[str]) -> dict:
-        """A batch for the model from raw texts (for explain scripts and attention plots)."""
+    def batch(self, split: str, count: int) -> dict[str, Tensor]:
         collate = ClassificationCollator(self.pad_id)
-        return collate([(ids, 0) for ids in self._ready().encode_ids(texts)])
-
-    def encode_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text; with ``bert_format``, ``[CLS] ids [SEP]`` within ``max_length``
-        (what a pretrained BERT expects)."""
-        if not self.bert_format:
-            return self.tokenizer.encode(texts)
-        cls, sep = self.tokenizer.token_id("[CLS]"), self.tokenizer.token_id("[SEP]")
-        limit = self.tokenizer.max_length or 512
-        return [[cls, *ids, sep] for ids in self.tokenizer.encode(texts, limit - 2)]
-
-    # Saved in checkpoints, so a checkpoint can be used without the data (explain.py).
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "class_names": self.class_names}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.class_names = list(state["class_names"])
+        return collate(first_examples(self.splits[split], count))

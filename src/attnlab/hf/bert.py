@@ -9,7 +9,6 @@ weight of ours, so real checkpoints load into ``attnlab.models.bert`` and export
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.hf.folders import kwargs_from_hf_config, read_hf_folder
 from attnlab.models.bert import BertClassifier, BertForPreTraining, BertModel
 
 
@@ -213,37 +213,25 @@ HF_CONFIG_KEYS = {
 
 def bert_kwargs_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Our constructor arguments from a HF BERT ``config.json``; unsupported variants raise."""
-    activation = config.get("hidden_act", "gelu")
-    if activation != "gelu":
-        raise ValueError(f"hidden_act='{activation}' is not supported; only exact 'gelu' is")
     position_kind = config.get("position_embedding_type", "absolute")
     if position_kind != "absolute":
         raise ValueError(f"position_embedding_type='{position_kind}' is not supported")
-    return {ours: config[theirs] for theirs, ours in HF_CONFIG_KEYS.items() if theirs in config}
+    return kwargs_from_hf_config(config, HF_CONFIG_KEYS)
 
 
 def from_pretrained_dir(cls: type, path: str | Path, **overrides: Any) -> Any:
     """A HF BERT directory (config.json + model.safetensors) as ``cls`` (``BertModel`` or
     ``BertForPreTraining``; heads absent from the checkpoint keep their random initialisation)."""
-    from safetensors.torch import load_file
-
-    path = Path(path).expanduser()
-    config_path, weights_path = path / "config.json", path / "model.safetensors"
-    for required in (config_path, weights_path):
-        if not required.is_file():
-            raise FileNotFoundError(
-                f"'{required}' not found: a HF BERT directory holds config.json and "
-                "model.safetensors (save one with save_pretrained(..., safe_serialization=True))"
-            )
-    kwargs = bert_kwargs_from_hf_config(json.loads(config_path.read_text()))
+    config, weights = read_hf_folder(path, "BERT")
+    kwargs = bert_kwargs_from_hf_config(config)
     for key in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "type_vocab_size"):
         if key in overrides and overrides[key] != kwargs.get(key):
             raise ValueError(
-                f"{key}={overrides[key]} but {config_path} says {kwargs.get(key)}: the weights "
-                f"fix it; drop the override (for vocab_size, use {path / 'vocab.txt'})"
+                f"{key}={overrides[key]} but {path}/config.json says {kwargs.get(key)}: the "
+                f"weights fix it; drop the override (for vocab_size, use {path}/vocab.txt)"
             )
     model = cls(**{**kwargs, **overrides})
-    load_hf_bert_state_dict(model, load_file(str(weights_path)))
+    load_hf_bert_state_dict(model, weights)
     return model
 
 
@@ -310,3 +298,6 @@ def bert_classifier(
         skip_padding=skip_padding,
         **classifier,
     )
+
+
+bert_classifier.builds = BertClassifier  # its **classifier: checked against this signature

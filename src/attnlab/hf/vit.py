@@ -4,10 +4,13 @@ of HF's layouts, and loading a HF state dict into ours."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from attnlab.errors import ConfigError
+from attnlab.hf.folders import kwargs_from_hf_config, read_hf_folder
 from attnlab.models.vit import VisionTransformer
 
 # Where Hugging Face's ViT keeps our weights, in its two layouts: "checkpoint" (the names in
@@ -96,3 +99,47 @@ def load_hf_vit_state_dict(model: VisionTransformer, state_dict: Mapping[str, Te
             )
         ours[our_name].copy_(tensor)
     return skipped
+
+
+# HF ViT config.json keys -> VisionTransformer arguments (the sizes the weights fix).
+HF_VIT_CONFIG_KEYS = {
+    "image_size": "image_size",
+    "patch_size": "patch_size",
+    "num_channels": "channels",
+    "hidden_size": "d_model",
+    "num_attention_heads": "num_heads",
+    "num_hidden_layers": "num_layers",
+    "intermediate_size": "d_ff",
+    "layer_norm_eps": "layer_norm_eps",
+}
+
+
+def vision_transformer(
+    num_classes: int, pretrained: str | None = None, **vit: Any
+) -> VisionTransformer:
+    """``model=vit``: a ``VisionTransformer``, new or from a HF ViT directory (``pretrained``:
+    config.json + model.safetensors, e.g. a ``save_pretrained`` of google/vit-base-patch16-224).
+
+    Sizes then come from the directory's config; the configured ones must agree where the data
+    fixes them (image size, channels). A head for another number of classes starts anew
+    (fine-tuning); one for as many classes is loaded too."""
+    if not pretrained:
+        return VisionTransformer(num_classes, **vit)
+    config, state = read_hf_folder(pretrained, "ViT")
+    sizes = kwargs_from_hf_config(config, HF_VIT_CONFIG_KEYS)
+    for key in ("image_size", "channels"):
+        if key in vit and key in sizes and vit[key] != sizes[key]:
+            resize = " data.resize=true" if key == "image_size" else ""
+            raise ConfigError(
+                f"the pretrained ViT takes {key}={sizes[key]} but the data gives {vit[key]}: "
+                f"set data.{key}={sizes[key]}{resize}"
+            )
+    model = VisionTransformer(num_classes, **{**vit, **sizes, "positional": "learned"})
+    head = state.get("classifier.weight")
+    if head is not None and head.shape[0] != num_classes:  # another label set: a new head
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    load_hf_vit_state_dict(model, state)
+    return model
+
+
+vision_transformer.builds = VisionTransformer  # its **vit: checked against this signature

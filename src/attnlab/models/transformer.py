@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from attnlab.models.attention import MultiHeadAttention
+from attnlab.models.multi_head import MultiHeadAttention
 from attnlab.models.packing import Packing
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}  # GELU is the exact (erf) one, as in BERT

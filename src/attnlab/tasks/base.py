@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
+from attnlab.data.interface import DataInterface
+
 STAGES = ("train", "val", "test")
 NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
@@ -53,9 +55,19 @@ class BaseTask(L.LightningModule):
             {f"{s}_{name}": MeanMetric() for s in STAGES for name in self.loss_names}
         )
         self.run_config: dict | None = None  # the resolved config, saved in checkpoints
+        # What the task, its callbacks and tools need of the data (tokenizers, class names, fixed
+        # examples): handed over by the pipeline, which builds the DataModule beside the task.
+        self.data: DataInterface | None = None
 
     def build_metrics(self) -> MetricCollection | None:
         return None
+
+    def setup(self, stage: str) -> None:
+        """A task fitted by a plain Lightning ``Trainer`` (not the pipeline) takes the interface
+        of the DataModule it was given."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.data is None and datamodule is not None:
+            self.data = datamodule.interface
 
     def step(self, batch: Any, stage: str) -> Tensor:
         raise NotImplementedError

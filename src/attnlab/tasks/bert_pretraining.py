@@ -17,7 +17,6 @@ from attnlab.data.collate import IGNORE_INDEX
 from attnlab.errors import ConfigError
 from attnlab.tasks.base import BaseTask
 from attnlab.tasks.metrics import Perplexity
-from attnlab.utils.config_checks import check_fits_positions
 
 
 class BertPretrainingTask(BaseTask):
@@ -51,14 +50,14 @@ class BertPretrainingTask(BaseTask):
         return MetricCollection(metrics)
 
     def setup(self, stage: str) -> None:
-        """Sizes the data and the model must agree on, checked before the first batch."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
+        """The vocabulary the data and the model must share, checked before the first batch."""
+        super().setup(stage)
+        if self.data is None:
             return
-        check_fits_positions("data.max_seq_length", datamodule.max_seq_length, self.net.max_len)
-        if datamodule.vocab_size != self.net.bert.vocab_size:
+        vocab_size = self.data.tokenizer.vocab_size
+        if vocab_size != self.net.bert.vocab_size:
             raise ConfigError(
-                f"the tokenizer has {datamodule.vocab_size} tokens, the model "
+                f"the tokenizer has {vocab_size} tokens, the model "
                 f"{self.net.bert.vocab_size}: use the checkpoint's vocab.txt "
                 "(data.tokenizer.vocab=PATH/vocab.txt)"
             )

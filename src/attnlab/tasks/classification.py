@@ -1,7 +1,13 @@
-"""Text classification: cross-entropy, accuracy and macro-F1 per stage."""
+"""Classification of texts or images: cross-entropy, accuracy and macro-F1 per stage.
+
+One task for both: ``inputs`` names the batch entries the model takes (``input_ids`` and
+``attention_mask`` for text, ``images`` for images). A model may return the logits alone or
+``(logits, attention weights)`` as the attention-pooling classifier does.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch.nn.functional as F
@@ -14,13 +20,16 @@ from attnlab.hf.bert import bert_word_embeddings
 from attnlab.models.classifier import load_glove
 from attnlab.tasks.base import BaseTask
 
+TEXT_INPUTS = ("input_ids", "attention_mask")
+
 
 class ClassificationTask(BaseTask):
-    """``net(input_ids, attention_mask) -> (logits, attention weights)`` trained on labels."""
+    """``net(*batch[inputs]) -> logits`` or ``(logits, weights)``, trained on ``labels``."""
 
     def __init__(
         self,
         num_classes: int,
+        inputs: Sequence[str] = TEXT_INPUTS,
         label_smoothing: float = 0.0,
         glove_path: str | None = None,
         static_embeddings: str | None = None,
@@ -28,7 +37,9 @@ class ClassificationTask(BaseTask):
         **base: Any,
     ) -> None:
         self.num_classes = num_classes
+        inputs = [str(name) for name in inputs]  # a plain list: hyperparameters load weights_only
         super().__init__(**base)
+        self.inputs = inputs
         self.label_smoothing = label_smoothing
         self.glove_path = glove_path
         self.static_embeddings = static_embeddings
@@ -45,13 +56,14 @@ class ClassificationTask(BaseTask):
     def setup(self, stage: str) -> None:
         """Copy pretrained static vectors (GloVe, or a BERT's input word-piece table) into the
         embedding table once, before training starts (a resumed run then loads its own)."""
+        super().setup(stage)
         if stage != "fit" or not (
             self.glove_path or self.static_embeddings or self.freeze_embeddings
         ):
             return
         table = self.net.embedding
         if self.glove_path:
-            vocab = self.trainer.datamodule.tokenizer.vocab()
+            vocab = self.data.tokenizer.vocab()
             rows, hits = load_glove(self.glove_path, vocab, table.embedding_dim)
             table.weight.data.copy_(rows)
             print(
@@ -66,11 +78,13 @@ class ClassificationTask(BaseTask):
         if self.freeze_embeddings:
             table.weight.requires_grad_(False)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        return self.net(input_ids, attention_mask)
+    def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        return self.net(*inputs)
 
     def step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
-        logits, _ = self(batch["input_ids"], batch["attention_mask"])
+        logits = self(*(batch[name] for name in self.inputs))
+        if isinstance(logits, tuple):  # (logits, attention weights)
+            logits = logits[0]
         loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
         self.stage_metrics(stage).update(logits, batch["labels"])
         self.log_metrics(stage, loss, batch_size=batch["labels"].numel())

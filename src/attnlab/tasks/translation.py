@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.text import SacreBLEUScore
 
+from attnlab.data.collate import texts_from_bytes
+from attnlab.data.interface import PairInterface
 from attnlab.tasks.base import BaseTask
 from attnlab.tasks.metrics import Perplexity
 from attnlab.utils.media import log_image
@@ -58,13 +60,10 @@ class TranslationTask(BaseTask):
         self.length_buckets = length_buckets
         self.bleu = nn.ModuleDict({stage: SacreBLEUScore() for stage in ("val", "test")})
         self.bucket_bleu = nn.ModuleList(SacreBLEUScore() for _ in self.bucket_names())
-        self.data: Any = None  # the DataModule (tokenizers), set in setup or given to translate
+        self.data: PairInterface | None = None  # the tokenizers
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection({"ppl": Perplexity()})
-
-    def setup(self, stage: str) -> None:
-        self.data = self.trainer.datamodule
 
     def bucket_names(self) -> list[str]:
         """'1-10', '11-20', '21-30', '31+' for length_buckets (10, 20, 30): source words."""
@@ -103,12 +102,11 @@ class TranslationTask(BaseTask):
         the BLEU of each sentence's source-length bucket)."""
         ids, _ = self.decode(batch["src_ids"], batch["src_mask"])
         hypotheses = self.data.decode_targets(ids)
-        references = [[r] for r in batch["reference"]]
+        references = [[r] for r in texts_from_bytes(batch["reference_text"])]
         self.bleu[stage].update(hypotheses, references)
         if stage == "test":
-            for hypothesis, reference, source in zip(
-                hypotheses, references, batch["source"], strict=True
-            ):
+            sources = texts_from_bytes(batch["source_text"])
+            for hypothesis, reference, source in zip(hypotheses, references, sources, strict=True):
                 bucket = self.bucket_bleu[self.bucket_of(len(source.split()))]
                 bucket.update([hypothesis], [reference])
 
@@ -161,17 +159,14 @@ class TranslationTask(BaseTask):
         log_image(self.trainer, "test/bleu_by_length", path)
 
     @torch.no_grad()
-    def translate(self, texts: Sequence[str], data: Any = None) -> list[dict[str, Any]]:
+    def translate(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """Translate raw source sentences: per text, the translation, its source and target
-        tokens and the alignment weights (T, S) (None without attention).
-
-        ``data`` is the DataModule holding the tokenizers; during training, the trainer's.
-        """
-        data = data or self.data
+        tokens and the alignment weights (T, S) (None without attention)."""
+        data = self.data
         if data is None:
             raise ValueError(
-                "translate() needs the DataModule with the tokenizers: translate(texts, data=dm) "
-                "(attnlab.pipeline.load_checkpoint returns it)"
+                "translate() needs the DataModule's tokenizers (task.data): load the task with "
+                "attnlab.load(checkpoint) or attnlab.pipeline.load_checkpoint(checkpoint)"
             )
         was_training = self.training
         self.eval()

@@ -26,7 +26,7 @@ from attnlab.callbacks.throughput import model_flops_per_token
 from attnlab.data.collate import IGNORE_INDEX
 from attnlab.hf.vit import load_hf_vit_state_dict
 from attnlab.models.lm import TransformerLM
-from attnlab.models.rnn import Seq2Seq
+from attnlab.models.seq2seq import Seq2Seq
 from attnlab.models.vit import VisionTransformer
 from attnlab.tools.bench_race import NUM_BATCHES, Contenders
 

@@ -32,20 +32,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @command
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    _, datamodule, task = load_checkpoint(args.ckpt_path)
-    batch = datamodule.encode(args.text)
+    _, _, task = load_checkpoint(args.ckpt_path)
+    data = task.data
+    batch = data.encode(args.text)
     with torch.no_grad():
         logits, weights = task(batch["input_ids"], batch["attention_mask"])
     probabilities = logits.softmax(-1)
     console, rows = Console(), []
     for i, text in enumerate(args.text):
         length = int(batch["attention_mask"][i].sum())
-        tokens = datamodule.tokenizer.tokens(batch["input_ids"][i, :length].tolist())
+        tokens = data.tokenizer.tokens(batch["input_ids"][i, :length].tolist())
         token_weights = weights[i, :length].tolist()
-        label = datamodule.class_names[int(probabilities[i].argmax())]
+        label = data.class_names[int(probabilities[i].argmax())]
         scores = ", ".join(
             f"{name} {p:.2f}"
-            for name, p in zip(datamodule.class_names, probabilities[i].tolist(), strict=True)
+            for name, p in zip(data.class_names, probabilities[i].tolist(), strict=True)
         )
         console.print(f"\n[bold]{text}[/bold]\nprediction: [bold]{label}[/bold] ({scores})")
         table = Table("token", "weight", "")

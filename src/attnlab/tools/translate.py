@@ -35,12 +35,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @command
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    _, datamodule, task = load_checkpoint(args.ckpt_path)
+    _, _, task = load_checkpoint(args.ckpt_path)
     if args.beam_size is not None:
         task.decoding, task.beam_size = "beam", args.beam_size
     if args.length_penalty is not None:
         task.length_penalty = args.length_penalty
-    results = task.translate(args.text, data=datamodule)
+    results = task.translate(args.text)
     console = Console(width=200)
     for result in results:
         console.print(f"\n[bold]{result['source']}[/bold]")

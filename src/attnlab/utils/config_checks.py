@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from attnlab.errors import ConfigError
 
@@ -43,23 +44,21 @@ def check_run_config(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"{key}={value}: a dropout probability must be in [0, 1); e.g. {key}=0.1"
             )
-    max_len = OmegaConf.select(cfg, "model.max_len")
-    for key in SEQUENCE_LENGTHS:
-        length = OmegaConf.select(cfg, key)
-        if _is_number(max_len) and _is_number(length):
-            check_fits_positions(key, length, max_len)
     if cfg.get("trainer"):
         check_devices(cfg.trainer)
 
 
-def check_fits_positions(key: str, length: int, max_len: int) -> None:
-    """The one check that a data setting's sequences (``key``) fit the model's position table:
-    run on the config, and again by a task whose model came from a checkpoint."""
-    if length > max_len:
-        raise ConfigError(
-            f"{key}={length} is longer than the model's position table "
-            f"(model.max_len={max_len}): set model.max_len>={length} or {key}<={max_len}"
-        )
+def check_fits_positions(cfg: DictConfig, net: nn.Module) -> None:
+    """The data's sequences fit the built model's position table (``net.max_len``, from the
+    config or from pretrained weights), named before the first batch overruns it."""
+    max_len = getattr(net, "max_len", None)
+    for key in SEQUENCE_LENGTHS:
+        length = OmegaConf.select(cfg, key)
+        if _is_number(max_len) and _is_number(length) and length > max_len:
+            raise ConfigError(
+                f"{key}={length} is longer than the model's position table "
+                f"(model.max_len={max_len}): set model.max_len>={length} or {key}<={max_len}"
+            )
 
 
 def check_devices(trainer: DictConfig) -> None:
@@ -132,11 +131,17 @@ def _parameters(call: Callable) -> dict[str, Any] | None:
     """Name -> annotation of the keywords ``call`` takes; None when it takes any keyword.
 
     Our own classes pass ``**base`` on to their parent's ``__init__`` (``BertPretrainingTask``
-    -> ``BaseTask``), so their parents' parameters count too; elsewhere ``**kwargs`` may go
-    anywhere (``WandbLogger`` hands them to ``wandb.init``) and any key is allowed.
+    -> ``BaseTask``), so their parents' parameters count too, and our builder functions name
+    the class their ``**kwargs`` go to (``builds``); elsewhere ``**kwargs`` may go anywhere
+    (``WandbLogger`` hands them to ``wandb.init``) and any key is allowed.
     """
     inits = [call]
-    if inspect.isclass(call):
+    if hasattr(call, "builds"):  # e.g. attnlab.hf.vit.vision_transformer -> VisionTransformer
+        inits = [
+            call,
+            *(c.__dict__["__init__"] for c in call.builds.__mro__ if "__init__" in c.__dict__),
+        ]
+    elif inspect.isclass(call):
         inits = [c.__dict__["__init__"] for c in call.__mro__ if "__init__" in c.__dict__]
         inits = inits if call.__module__.startswith("attnlab.") else inits[:1]
     found: dict[str, Any] = {}
