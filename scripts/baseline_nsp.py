@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from attnlab.data.bert_pairs import IS_NEXT
+from attnlab.data.pretraining_examples import IS_NEXT
 from attnlab.data.token_cache import TokenizedSplit
 from attnlab.utils.config import compose_config
 

@@ -73,7 +73,9 @@ def _ckpt_progress(path: Path) -> tuple[int, int]:
     return ckpt["global_step"], ckpt["epoch"]
 
 
-def test_resume_continues_the_run_in_its_folder(compose, trainer_spy, tmp_path: Path) -> None:
+def test_resume_continues_the_run_in_its_folder(
+    compose, trainer_spy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runs = tmp_path / "outputs" / "tweet_attention" / "runs"
     first, second = runs / "first", runs / "second"
     base = ["experiment=tweet_attention", "logger=wandb", *SHORT]
@@ -95,8 +97,17 @@ def test_resume_continues_the_run_in_its_folder(compose, trainer_spy, tmp_path: 
         return trainer, loggers
 
     trainer_spy._make = with_recorder
+    reads, torch_load = [], torch.load
+
+    def counted_load(f, *args, **kwargs):
+        name = f if isinstance(f, (str, Path)) else getattr(f, "path", getattr(f, "name", ""))
+        reads.append(Path(name).resolve())  # a path, or a file Lightning opened
+        return torch_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted_load)
     cfg = compose([*base, "trainer.max_epochs=3", "ckpt_path=last"], output_dir=second)
     result = pipeline.run(cfg)
+    assert reads.count(last.resolve()) == 1  # read once: for the tokenizer and for Lightning
 
     trainer = trainer_spy.trainer
     assert recorder.start_step == saved_step

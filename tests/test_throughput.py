@@ -15,12 +15,12 @@ from attnlab.callbacks.throughput import (
     model_flops_per_token,
     precision_dtype,
 )
-from attnlab.models.transformer import Encoder
+from attnlab.models.transformer import Encoder, EncoderConfig
 
 
 def test_flops_formula_matches_the_counted_flops_of_a_training_step() -> None:
     """6 N + 12 L d T per token is exact for an encoder (math attention: the counter sees it)."""
-    encoder = Encoder(2, 32, 4, 64, dropout=0.0, attn_impl="math", fused_qkv=False)
+    encoder = Encoder(EncoderConfig(2, 32, 4, 64, dropout=0.0, attn_impl="math", fused_qkv=False))
     x = torch.randn(3, 10, 32, requires_grad=True)
     with FlopCounterMode(display=False) as counter:
         encoder(x)[0].sum().backward()

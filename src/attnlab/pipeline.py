@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError
 from attnlab.errors import ConfigError
 from attnlab.resolvers import bound_datamodule, register_resolvers
-from attnlab.utils.checkpoint_io import read_checkpoint
+from attnlab.utils.checkpoint_io import AtomicCheckpointIO, read_checkpoint
 from attnlab.utils.config import print_config, save_config
 from attnlab.utils.config_checks import check_fits_positions, check_run_config, check_targets
 from attnlab.utils.jobs import children_run_this_job_only, distributed_job, in_multirun, optimized
@@ -117,6 +117,13 @@ def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list[Logger]]:
     return trainer, loggers
 
 
+def _hand_over(trainer: L.Trainer, path: Path, state: dict) -> None:
+    """Lightning restores from the checkpoint ``build`` already read, not from a second read."""
+    checkpoint_io = trainer.strategy.checkpoint_io
+    if isinstance(checkpoint_io, AtomicCheckpointIO):  # trainer.plugins of the default config
+        checkpoint_io.hand_over(path, state)
+
+
 def _fit(
     trainer: L.Trainer, task: L.LightningModule, data: L.LightningDataModule, ckpt: Path | None
 ) -> bool:
@@ -158,13 +165,18 @@ def run(cfg: DictConfig) -> RunResult:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     resume_from = find_checkpoint(cfg)
+    state = None
     if resume_from:
         continue_run(cfg, resume_from)
-    datamodule, task = build(cfg, resume_from)
+        state = read_checkpoint(resume_from)
+    datamodule, task = build(cfg, resume_from, state)
     children_run_this_job_only()
     print_config(cfg, enabled=cfg.extras.print_config)
     save_config(cfg, Path(cfg.paths.output_dir) / RESOLVED_CONFIG)
     trainer, loggers = make_trainer(cfg)
+    if state is not None:
+        _hand_over(trainer, resume_from, state)
+        del state
     best = trainer.checkpoint_callback  # the first ModelCheckpoint: the monitored one
     best = best if isinstance(best, ModelCheckpoint) else None
     try:
@@ -195,8 +207,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError("eval needs a checkpoint: ckpt_path=PATH (or ckpt_path=last)")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    datamodule, task = build(cfg, ckpt)
+    state = read_checkpoint(ckpt)
+    datamodule, task = build(cfg, ckpt, state)
     trainer, _ = make_trainer(cfg)
+    _hand_over(trainer, ckpt, state)
+    del state
     try:
         trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt))
     finally:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from attnlab.data.bert_pairs import (
-    IGNORE_INDEX,
+from attnlab.data.bert_pairs import BertPretrainingDataModule
+from attnlab.data.collate import IGNORE_INDEX
+from attnlab.data.masking import MLMCollator
+from attnlab.data.pretraining_examples import (
     IS_NEXT,
     NOT_NEXT,
-    BertPretrainingDataModule,
-    MLMCollator,
     PretrainingExamples,
     plan_pairs,
     truncate_pair,

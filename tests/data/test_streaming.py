@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlab.data.bert_pairs import IGNORE_INDEX, BertPretrainingDataModule
+from attnlab.data.bert_pairs import BertPretrainingDataModule
+from attnlab.data.collate import IGNORE_INDEX
 from attnlab.data.text_corpus import TextCorpusDataModule
 from attnlab.errors import DataError
 

@@ -12,7 +12,7 @@ from torch import nn
 from attnlab import pipeline
 from attnlab.hf.bert import hf_bert_name_map
 from attnlab.models.bert import BertForPreTraining
-from attnlab.models.transformer import Encoder
+from attnlab.models.transformer import Encoder, EncoderConfig
 from attnlab.tasks.base import BaseTask
 
 SIZES = {"d_model": 32, "num_heads": 4, "num_layers": 2, "d_ff": 48, "max_len": 16, "dropout": 0.0}
@@ -124,8 +124,10 @@ def test_skipping_padding_gives_the_same_logits_and_gradients(attn_impl, masked_
 def test_a_packed_encoder_gives_the_real_rows_and_zeros_at_padding(norm_first: bool) -> None:
     torch.manual_seed(0)
     sizes = (2, 32, 4, 48)
-    plain = Encoder(*sizes, dropout=0.0, norm_first=norm_first).double()
-    packed = Encoder(*sizes, dropout=0.0, norm_first=norm_first, skip_padding=True).double()
+    plain = Encoder(EncoderConfig(*sizes, dropout=0.0, norm_first=norm_first)).double()
+    packed = Encoder(
+        EncoderConfig(*sizes, dropout=0.0, norm_first=norm_first, skip_padding=True)
+    ).double()
     packed.load_state_dict(plain.state_dict())
     x = torch.randn(3, 7, 32).double()
     mask = torch.arange(7) < torch.tensor([[7], [4], [1]])
@@ -139,7 +141,7 @@ def test_a_packed_encoder_gives_the_real_rows_and_zeros_at_padding(norm_first: b
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
 def test_encoder_output_rows_are_those_rows_of_the_full_output(norm_first: bool) -> None:
     torch.manual_seed(0)
-    encoder = Encoder(2, 32, 4, 48, dropout=0.0, norm_first=norm_first).double()
+    encoder = Encoder(EncoderConfig(2, 32, 4, 48, dropout=0.0, norm_first=norm_first)).double()
     x = torch.randn(2, 7, 32).double()
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
     rows = torch.tensor([[0, 6, 2], [0, 1, 3]])

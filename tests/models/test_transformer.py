@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attnlab.models.transformer import Encoder, EncoderLayer
+from attnlab.models.transformer import Encoder, EncoderConfig, EncoderLayer
 
 D_MODEL, HEADS, D_FF, BATCH, LENGTH = 16, 4, 32, 3, 6
 
@@ -64,7 +64,7 @@ def test_encoder_matches_torch_stack(norm_first: bool) -> None:
     )
     _randomise_norms(reference)
     reference = reference.double().eval()
-    ours = Encoder(2, D_MODEL, HEADS, D_FF, activation="gelu", norm_first=norm_first)
+    ours = Encoder(EncoderConfig(2, D_MODEL, HEADS, D_FF, activation="gelu", norm_first=norm_first))
     ours = ours.double().eval()
     for layer, torch_layer in zip(ours.layers, reference.layers, strict=True):
         layer.load_torch_layer(torch_layer)

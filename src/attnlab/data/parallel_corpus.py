@@ -30,7 +30,7 @@ WordPiece pieces back into the same form.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,6 @@ from attnlab.data.interface import PairInterface, max_length_of
 from attnlab.data.packed import ENCODE_BATCH, PackedBuilder
 from attnlab.data.samplers import BucketBatchSampler
 from attnlab.data.sources import (
-    EMBEDDED_DIR,
-    SPLIT_ALIASES,
     DataError,
     ensure_splits,
     load_splits,
@@ -55,29 +53,17 @@ from attnlab.data.sources import (
     source_fingerprint,
     split_by_group,
 )
-from attnlab.data.tab_separated import TAB_SEPARATED, read_tab_separated, suffix
+from attnlab.data.tab_separated import tab_separated_splits
 from attnlab.data.token_cache import token_dtype, tokenizer_digest
 from attnlab.data.tokenization import TextTokenizer, build_tokenizer, tokenizer_settings
-from attnlab.data.translation_pairs import TranslationCollator, TranslationPairs, normal_form
+from attnlab.data.translation_pairs import (
+    PairSide,
+    TranslationCollator,
+    TranslationPairs,
+    normal_form,
+)
 
 TOKENIZERS = ("src_tokenizer", "tgt_tokenizer")  # state_dict keys and pair-cache file stems
-
-
-class _Side:
-    """One side (0: source, 1: target) of a split's filtered pairs, re-read from the table on
-    every pass (the tokenizer's hash, then its training), never held as one list."""
-
-    def __init__(self, chunks: Callable[[], Iterator[list[tuple[str, str]]]], side: int) -> None:
-        self.chunks, self.side = chunks, side
-        self.count: int | None = None  # counted on first use (a given vocabulary never asks)
-
-    def __len__(self) -> int:
-        if self.count is None:
-            self.count = sum(len(chunk) for chunk in self.chunks())
-        return self.count
-
-    def __iter__(self) -> Iterator[str]:
-        return (pair[self.side] for chunk in self.chunks() for pair in chunk)
 
 
 class ParallelCorpusDataModule(SplitDataModule):
@@ -169,36 +155,12 @@ class ParallelCorpusDataModule(SplitDataModule):
         return self
 
     # Loading.
-    def _tab_separated(self, scratch: Path | None) -> dict[str, Dataset] | None:
-        """The source read by ``read_tab_separated`` when it is .txt/.tsv, else None; with a
-        ``scratch`` folder, as memory-mapped Arrow files there."""
-        if self.source.get("hub"):
-            return None
-        files = self.source.get("files")
-        if not files and self.source.get("embedded"):
-            files = EMBEDDED_DIR / self.source["embedded"]
-        if not files:
-            return None
-        if isinstance(files, (str, Path)):
-            files = {"train": files}
-        paths = {SPLIT_ALIASES.get(k, k): Path(v) for k, v in files.items() if v}
-        if not all(suffix(p) in TAB_SEPARATED for p in paths.values()):
-            return None
-        txt_columns = [self.source_column, self.target_column]
-        return {
-            split: read_tab_separated(
-                path,
-                txt_columns if suffix(path) == ".txt" else None,
-                scratch / f"{split}.arrow" if scratch else None,
-            )
-            for split, path in paths.items()
-        }
-
     def _raw_splits(self, scratch: Path | None = None) -> DatasetDict:
         """The source's train/validation/test tables, before filtering; .txt/.tsv files are
         written as Arrow into ``scratch`` when given (else held in memory)."""
         fractions = {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
-        tables = self._tab_separated(scratch)
+        columns = [self.source_column, self.target_column]
+        tables = tab_separated_splits(self.source, columns, scratch)
         if tables is None:
             tables = load_splits(**self.source, seed=self.seed, **fractions)
         if self.split_by == "example":
@@ -310,9 +272,9 @@ class ParallelCorpusDataModule(SplitDataModule):
         raw = self._raw_splits(scratch)
         src, tgt = self.src_tokenizer, self.tgt_tokenizer
         if tgt is None:
-            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 0)
+            train = PairSide(lambda: self._pair_chunks("train", raw["train"]), 0)
             src = build_tokenizer(train, self.cache_dir, **self.src_tokenizer_args)
-            train = _Side(lambda: self._pair_chunks("train", raw["train"]), 1)
+            train = PairSide(lambda: self._pair_chunks("train", raw["train"]), 1)
             tgt = build_tokenizer(train, self.cache_dir, **self.tgt_tokenizer_args)
         for side, tokenizer in zip(TOKENIZERS, (src, tgt), strict=True):
             writer.text(f"{side}.json", tokenizer.to_str())

@@ -8,13 +8,14 @@ the raw text of a corpus of millions of pairs costs disk, not memory.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
-from attnlab.data.sources import DataError, not_utf8
+from attnlab.data.sources import EMBEDDED_DIR, SPLIT_ALIASES, DataError, not_utf8
 
 TAB_SEPARATED = (".txt", ".tsv")
 READ_CHUNK = 100_000  # lines of a .txt/.tsv gathered as Python lists before they go to Arrow
@@ -98,3 +99,31 @@ def _fields(line: str, number: int, path: Path, columns: Sequence[str], exact: b
             f"{len(columns)} ({' <TAB> '.join(columns)}): is a side missing or a tab stray?"
         )
     return fields[: len(columns)]
+
+
+def tab_separated_splits(
+    source: Mapping[str, Any], txt_columns: Sequence[str], scratch: Path | None
+) -> dict[str, Dataset] | None:
+    """A source's split files read by ``read_tab_separated`` when all are .txt/.tsv (``.txt``
+    rows as ``txt_columns``), else None; with a ``scratch`` folder, as memory-mapped Arrow
+    files there."""
+    if source.get("hub"):
+        return None
+    files = source.get("files")
+    if not files and source.get("embedded"):
+        files = EMBEDDED_DIR / source["embedded"]
+    if not files:
+        return None
+    if isinstance(files, (str, Path)):
+        files = {"train": files}
+    paths = {SPLIT_ALIASES.get(k, k): Path(v) for k, v in files.items() if v}
+    if not all(suffix(p) in TAB_SEPARATED for p in paths.values()):
+        return None
+    return {
+        split: read_tab_separated(
+            path,
+            txt_columns if suffix(path) == ".txt" else None,
+            scratch / f"{split}.arrow" if scratch else None,
+        )
+        for split, path in paths.items()
+    }

@@ -6,7 +6,7 @@ Evaluation splits also keep each pair's source text and its reference in BLEU's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -123,3 +123,20 @@ class TranslationPairs(Dataset):
     @property
     def nbytes(self) -> int:
         return self.sources.nbytes + self.targets.nbytes
+
+
+class PairSide:
+    """One side (0: source, 1: target) of a split's filtered pairs, re-read from the table on
+    every pass (the tokenizer's hash, then its training), never held as one list."""
+
+    def __init__(self, chunks: Callable[[], Iterator[list[tuple[str, str]]]], side: int) -> None:
+        self.chunks, self.side = chunks, side
+        self.count: int | None = None  # counted on first use (a given vocabulary never asks)
+
+    def __len__(self) -> int:
+        if self.count is None:
+            self.count = sum(len(chunk) for chunk in self.chunks())
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        return (pair[self.side] for chunk in self.chunks() for pair in chunk)

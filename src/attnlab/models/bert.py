@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from attnlab.models.attention import AttentionPooling, MeanPooling
 from attnlab.models.positional import build_positional
-from attnlab.models.transformer import Encoder
+from attnlab.models.transformer import Encoder, EncoderConfig
 
 INIT_STD = 0.02  # BERT's initializer_range
 
@@ -100,17 +100,19 @@ class BertModel(nn.Module):
             pad_id,
         )
         self.encoder = Encoder(
-            num_layers,
-            d_model,
-            num_heads,
-            d_ff,
-            dropout=dropout,
-            activation="gelu",
-            norm_first=False,
-            layer_norm_eps=layer_norm_eps,
-            attn_impl=attn_impl,
-            fused_qkv=fused_qkv,
-            skip_padding=skip_padding,
+            EncoderConfig(
+                num_layers,
+                d_model,
+                num_heads,
+                d_ff,
+                dropout=dropout,
+                activation="gelu",
+                norm_first=False,
+                layer_norm_eps=layer_norm_eps,
+                attn_impl=attn_impl,
+                fused_qkv=fused_qkv,
+                skip_padding=skip_padding,
+            )
         )
         self.pooler = nn.Linear(d_model, d_model)
         self.apply(init_bert_weights)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from attnlab.models.losses import linear_cross_entropy
 from attnlab.models.positional import build_positional
-from attnlab.models.transformer import Encoder
+from attnlab.models.transformer import Encoder, EncoderConfig
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -55,14 +55,16 @@ class TransformerLM(nn.Module):
         self.positional = build_positional(positional, d_model, max_len, pos_base)
         self.dropout = nn.Dropout(dropout)
         self.encoder = Encoder(
-            num_layers,
-            d_model,
-            num_heads,
-            d_ff,
-            dropout=dropout,
-            activation=activation,
-            norm_first=norm_first,
-            attn_impl=attn_impl,
+            EncoderConfig(
+                num_layers,
+                d_model,
+                num_heads,
+                d_ff,
+                dropout=dropout,
+                activation=activation,
+                norm_first=norm_first,
+                attn_impl=attn_impl,
+            )
         )
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:

@@ -14,6 +14,8 @@ and ``layernorm_after`` are the same two norms in pre-norm order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
 from attnlab.models.multi_head import MultiHeadAttention
@@ -147,6 +149,30 @@ class EncoderLayer(nn.Module):
         self.feed_forward_norm.load_state_dict(layer.norm2.state_dict())
 
 
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The hyperparameters of an encoder stack: the one object the Transformer LM, BERT and the
+    ViT build their ``Encoder`` from (each with its family's defaults: BERT post-norm with
+    LN eps 1e-12, the LM and the ViT pre-norm).
+
+    ``final_norm`` null: a final LayerNorm when pre-norm. ``fused_qkv``: one (D, 3D) matmul for
+    the queries, keys and values. ``skip_padding``: the layers run on the packed real tokens.
+    """
+
+    num_layers: int
+    d_model: int
+    num_heads: int
+    d_ff: int
+    dropout: float = 0.1
+    activation: str = "relu"
+    norm_first: bool = False
+    layer_norm_eps: float = 1e-5
+    attn_impl: str = "math"
+    final_norm: bool | None = None
+    fused_qkv: bool = True
+    skip_padding: bool = False
+
+
 class Encoder(nn.Module):
     """A stack of ``num_layers`` EncoderLayers, plus a final LayerNorm (default: when pre-norm).
 
@@ -154,39 +180,27 @@ class Encoder(nn.Module):
     post-norm layers already end in one.
     """
 
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        attn_impl: str = "math",
-        final_norm: bool | None = None,
-        fused_qkv: bool = True,
-        skip_padding: bool = False,
-    ) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
-        self.skip_padding = skip_padding
+        self.config = config
+        self.skip_padding = config.skip_padding
         self.layers = nn.ModuleList(
             EncoderLayer(
-                d_model,
-                num_heads,
-                d_ff,
-                dropout,
-                activation,
-                norm_first,
-                layer_norm_eps,
-                attn_impl,
-                fused_qkv,
+                config.d_model,
+                config.num_heads,
+                config.d_ff,
+                config.dropout,
+                config.activation,
+                config.norm_first,
+                config.layer_norm_eps,
+                config.attn_impl,
+                config.fused_qkv,
             )
-            for _ in range(num_layers)
+            for _ in range(config.num_layers)
         )
-        final_norm = norm_first if final_norm is None else final_norm
-        self.final_norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if final_norm else nn.Identity()
+        final_norm = config.norm_first if config.final_norm is None else config.final_norm
+        norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.final_norm = norm if final_norm else nn.Identity()
 
     def forward(
         self,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.positional import sinusoidal_table
-from attnlab.models.transformer import Encoder
+from attnlab.models.transformer import Encoder, EncoderConfig
 
 POOLINGS = ("cls", "mean")
 VIT_POSITIONAL_KINDS = ("learned", "sinusoidal")
@@ -160,15 +160,17 @@ class VisionTransformer(nn.Module):
             self.register_buffer("position_embeddings", table[None], persistent=False)
         self.dropout = nn.Dropout(dropout)
         self.encoder = Encoder(
-            num_layers,
-            d_model,
-            num_heads,
-            d_ff,
-            dropout=dropout,
-            activation="gelu",
-            norm_first=True,
-            layer_norm_eps=layer_norm_eps,
-            attn_impl=attn_impl,
+            EncoderConfig(
+                num_layers,
+                d_model,
+                num_heads,
+                d_ff,
+                dropout=dropout,
+                activation="gelu",
+                norm_first=True,
+                layer_norm_eps=layer_norm_eps,
+                attn_impl=attn_impl,
+            )
         )
         self.head = nn.Linear(d_model, num_classes)
 

@@ -65,7 +65,7 @@ class BaseTask(L.LightningModule):
     def setup(self, stage: str) -> None:
         """A task fitted by a plain Lightning ``Trainer`` (not the pipeline) takes the interface
         of the DataModule it was given."""
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = getattr(self._trainer, "datamodule", None)  # None: no Trainer attached
         if self.data is None and datamodule is not None:
             self.data = datamodule.interface
 

@@ -36,7 +36,7 @@ from attnlab.data.collate import IGNORE_INDEX
 from attnlab.errors import command
 from attnlab.hf.bert import export_hf_bert_state_dict
 from attnlab.models.bert import BertForPreTraining
-from attnlab.models.transformer import Encoder
+from attnlab.models.transformer import Encoder, EncoderConfig
 from attnlab.tools import bench_peers
 from attnlab.tools.bench_race import DTYPES, NUM_BATCHES, compare
 from attnlab.utils.hardware import device_name
@@ -192,7 +192,14 @@ def bench_encoder(args: argparse.Namespace, dtype_name: str, device: torch.devic
     )
     reference = nn.TransformerEncoder(layer, args.layers, enable_nested_tensor=False)
     ours = Encoder(
-        args.layers, *sizes, dropout=0.0, activation="gelu", layer_norm_eps=1e-12, attn_impl="sdpa"
+        EncoderConfig(
+            args.layers,
+            *sizes,
+            dropout=0.0,
+            activation="gelu",
+            layer_norm_eps=1e-12,
+            attn_impl="sdpa",
+        )
     )
     for mine, theirs in zip(ours.layers, reference.layers, strict=True):
         mine.load_torch_layer(theirs)

@@ -38,7 +38,26 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` that replaces local checkpoint files atomically (remote URLs, e.g.
-    ``s3://``, keep Lightning's own transactional write)."""
+    ``s3://``, keep Lightning's own transactional write), and that gives Lightning a checkpoint
+    the pipeline has already read (``hand_over``) instead of reading the file a second time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed_over: tuple[Path, dict[str, Any]] | None = None
+
+    def hand_over(self, path: Path, checkpoint: dict[str, Any]) -> None:
+        """The next ``load_checkpoint(path)`` returns ``checkpoint`` (once): a resumed run reads
+        its checkpoint once, for the tokenizer and the fit check and then for Lightning."""
+        self.handed_over = (Path(path).resolve(), checkpoint)
+
+    @override
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.handed_over is not None and _is_local(path):
+            handed_path, checkpoint = self.handed_over
+            if Path(path).resolve() == handed_path:
+                self.handed_over = None  # Lightning may change it; a later load reads the file
+                return checkpoint
+        return super().load_checkpoint(path, *args, **kwargs)
 
     @override
     def save_checkpoint(

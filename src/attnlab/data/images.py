@@ -14,23 +14,21 @@ normalised with per-channel mean/std from the config or computed on the train sp
 
 from __future__ import annotations
 
-import gzip
 import io
-import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, DatasetDict, Image
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from attnlab.data.base import SplitDataModule
+from attnlab.data.image_files import GREY_MODES, load_image_folder, read_idx
+from attnlab.data.image_transforms import ImageBatch, convert_channels, resize_images
 from attnlab.data.interface import ImageInterface
 from attnlab.data.sources import (
     EMBEDDED_DIR,
@@ -44,122 +42,6 @@ from attnlab.data.sources import (
 
 SOURCE_KEYS = ("hub", "hub_config", "folder", "idx", "embedded")
 AUGMENT_DEFAULTS = {"shift": 0, "hflip": False}
-IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-GREY_MODES = ("1", "L", "I", "I;16", "F")  # PIL modes read as one channel
-LUMA = torch.tensor([0.299, 0.587, 0.114])  # RGB -> grey as PIL's convert("L")
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file (LeCun's MNIST format; gzip-compressed if it ends in .gz) as an array.
-
-    Header: two zero bytes, a type code (0x08 = uint8 ...), the number of dimensions, then each
-    dimension as a big-endian uint32; the values follow, big-endian, row-major.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"IDX file not found: '{path}' (data.source.idx); check the path")
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as error:
-        raise DataError(f"cannot read IDX file '{path}': {error}") from error
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in IDX_DTYPES:
-        raise DataError(
-            f"'{path}' is not an IDX file (it starts with {data[:4].hex()}, not 0000 + a type "
-            "code); gzip-compressed files must end in .gz"
-        )
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    dtype = np.dtype(IDX_DTYPES[data[2]])
-    body = data[4 + 4 * ndim :]
-    if len(body) != int(np.prod(dims)) * dtype.itemsize:
-        raise DataError(
-            f"'{path}' holds {len(body)} bytes of values but its header promises shape {dims} "
-            f"of {dtype.name}: the file is truncated or corrupt"
-        )
-    return np.frombuffer(body, dtype).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def load_image_folder(folder: str | Path) -> DatasetDict:
-    """``folder/CLASS/*.png`` (or ``folder/SPLIT/CLASS/*.png``) through datasets' imagefolder."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: '{folder}' (data.source.folder); check the path")
-    try:
-        loaded = datasets.load_dataset("imagefolder", data_dir=str(folder))
-    except Exception as error:  # datasets raises several types for an empty or odd folder
-        raise DataError(
-            f"could not read the image folder '{folder}': {error}. Expected class sub-folders "
-            "(folder/CLASS/IMAGE.png), optionally under train/, validation/ and test/"
-        ) from error
-    if "label" not in next(iter(loaded.values())).column_names:  # imagefolder: one class, no labels
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        raise DataError(
-            f"the image folder '{folder}' has a single class ({classes}): a classifier needs at "
-            "least two, one sub-folder of images each (folder/CLASS/IMAGE.png)"
-        )
-    return DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})
-
-
-def resize_images(images: Tensor, size: int) -> Tensor:
-    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear with antialiasing."""
-    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
-    return resized.round().clamp(0, 255).to(torch.uint8)
-
-
-def convert_channels(images: Tensor, channels: int) -> Tensor:
-    """uint8 (N, C, H, W) with C in 1, 3, 4 -> ``channels`` (1: grey, 3: RGB; alpha dropped)."""
-    have = images.size(1)
-    if have == 4:
-        images, have = images[:, :3], 3
-    if have == channels:
-        return images
-    if have == 1 and channels == 3:
-        return images.expand(-1, 3, -1, -1).contiguous()
-    if have == 3 and channels == 1:
-        grey = (images.float() * LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
-        return grey.round().clamp(0, 255).to(torch.uint8)
-    raise DataError(f"cannot turn {have}-channel images into {channels}: use data.channels 1 or 3")
-
-
-def random_shift(images: Tensor, max_shift: int) -> Tensor:
-    """Shift each image by up to ``max_shift`` pixels each way: zero-pad, crop at random."""
-    batch, _, height, width = images.shape
-    padded = F.pad(images, (max_shift,) * 4)
-    dy = torch.randint(0, 2 * max_shift + 1, (batch, 1))
-    dx = torch.randint(0, 2 * max_shift + 1, (batch, 1))
-    rows = (dy + torch.arange(height))[:, :, None]  # (B, H, 1)
-    cols = (dx + torch.arange(width))[:, None, :]  # (B, 1, W)
-    picked = padded.permute(0, 2, 3, 1)[torch.arange(batch)[:, None, None], rows, cols]
-    return picked.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
-
-
-def random_hflip(images: Tensor) -> Tensor:
-    """Mirror a random half of the images left-right."""
-    flip = torch.rand(images.size(0)) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
-class ImageBatch:
-    """(uint8 image, label) examples -> {"images": normalised float, "labels"}, augmented first
-    when ``shift``/``hflip`` are set (the training loader)."""
-
-    def __init__(
-        self, mean: Sequence[float], std: Sequence[float], shift: int = 0, hflip: bool = False
-    ) -> None:
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
-        self.shift = shift
-        self.hflip = hflip
-
-    def __call__(self, examples: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-        images = torch.stack([image for image, _ in examples]).float() / 255
-        if self.shift:
-            images = random_shift(images, self.shift)
-        if self.hflip:
-            images = random_hflip(images)
-        labels = torch.stack([label for _, label in examples])
-        return {"images": (images - self.mean) / self.std, "labels": labels}
 
 
 def _as_list(value: float | Sequence[float] | None) -> list[float] | None:
@@ -168,7 +50,7 @@ def _as_list(value: float | Sequence[float] | None) -> list[float] | None:
     return [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
 
 
-class ImagePatchesDataModule(SplitDataModule):
+class ImageDataModule(SplitDataModule):
     """Image classification data from a hub dataset, an image folder, IDX files or the embedded
     digits.
 
@@ -236,7 +118,7 @@ class ImagePatchesDataModule(SplitDataModule):
     def channels(self) -> int:
         return self._ready().interface.channels
 
-    def _ready(self) -> ImagePatchesDataModule:
+    def _ready(self) -> ImageDataModule:
         if not self.splits and not self._restored:
             self._load()
         return self

@@ -1,4 +1,4 @@
-"""ImagePatchesDataModule: the embedded digits, splits, normalisation, augmentation, image
+"""ImageDataModule: the embedded digits, splits, normalisation, augmentation, image
 folders (and their bad files, named), IDX files, and a checkpoint's state without data."""
 
 from __future__ import annotations
@@ -14,35 +14,34 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 from hydra.utils import instantiate
 
-from attnlab.data import image_patches
-from attnlab.data.image_patches import (
-    ImagePatchesDataModule,
+from attnlab.data.image_files import read_idx
+from attnlab.data.image_transforms import (
     convert_channels,
     random_hflip,
     random_shift,
-    read_idx,
     resize_images,
 )
-from attnlab.data.sources import SPLITS
+from attnlab.data.images import ImageDataModule
+from attnlab.data.sources import EMBEDDED_DIR, SPLITS
 from attnlab.errors import DataError
 
 EMBEDDED = {"embedded": "mnist_5k.npz"}
 
 
 @pytest.fixture(scope="module")
-def digits() -> ImagePatchesDataModule:
-    datamodule = ImagePatchesDataModule(source=EMBEDDED, augment={"shift": 2}, batch_size=64)
+def digits() -> ImageDataModule:
+    datamodule = ImageDataModule(source=EMBEDDED, augment={"shift": 2}, batch_size=64)
     datamodule.setup()
     return datamodule
 
 
 def test_embedded_digits_load_with_their_properties_before_setup() -> None:
-    datamodule = ImagePatchesDataModule(source=EMBEDDED)
+    datamodule = ImageDataModule(source=EMBEDDED)
     assert (datamodule.num_classes, datamodule.image_size, datamodule.channels) == (10, 28, 1)
     assert datamodule.class_names == [str(d) for d in range(10)]
 
 
-def test_splits_are_disjoint_shuffled_and_sized(digits: ImagePatchesDataModule) -> None:
+def test_splits_are_disjoint_shuffled_and_sized(digits: ImageDataModule) -> None:
     sizes = {name: len(digits.splits[name][1]) for name in SPLITS}
     assert sizes == {"train": 4050, "validation": 450, "test": 500}  # 10% test, 10% of the rest
     for name in SPLITS:
@@ -52,21 +51,21 @@ def test_splits_are_disjoint_shuffled_and_sized(digits: ImagePatchesDataModule) 
         assert counts.min() > 0.6 * counts.float().mean(), (name, counts)  # sorted source mixed
     flat = {name: {bytes(x.numpy()) for x in digits.splits[name][0]} for name in SPLITS}
     assert not flat["train"] & flat["test"] and not flat["validation"] & flat["test"]
-    with np.load(image_patches.EMBEDDED_DIR / "mnist_5k.npz") as raw:
+    with np.load(EMBEDDED_DIR / "mnist_5k.npz") as raw:
         every = {bytes(x) for x in raw["images"][:, None]}
     assert flat["train"] | flat["validation"] | flat["test"] <= every
 
 
-def test_the_same_seed_gives_the_same_splits(digits: ImagePatchesDataModule) -> None:
-    again = ImagePatchesDataModule(source=EMBEDDED)
+def test_the_same_seed_gives_the_same_splits(digits: ImageDataModule) -> None:
+    again = ImageDataModule(source=EMBEDDED)
     again.setup()
     assert torch.equal(again.splits["test"][1], digits.splits["test"][1])
-    other = ImagePatchesDataModule(source=EMBEDDED, seed=7)
+    other = ImageDataModule(source=EMBEDDED, seed=7)
     other.setup()
     assert not torch.equal(other.splits["test"][1], digits.splits["test"][1])
 
 
-def test_normalisation_is_computed_on_train(digits: ImagePatchesDataModule) -> None:
+def test_normalisation_is_computed_on_train(digits: ImageDataModule) -> None:
     train = digits.splits["train"][0].float() / 255
     assert digits.interface.mean == pytest.approx([train.mean().item()], rel=1e-5)
     assert digits.interface.std == pytest.approx([train.std().item()], rel=1e-4)
@@ -78,17 +77,17 @@ def test_normalisation_is_computed_on_train(digits: ImagePatchesDataModule) -> N
 
 
 def test_configured_mean_and_std_are_used() -> None:
-    datamodule = ImagePatchesDataModule(source=EMBEDDED, mean=0.5, std=[0.25])
+    datamodule = ImageDataModule(source=EMBEDDED, mean=0.5, std=[0.25])
     datamodule.setup()
     batch = datamodule.batch("test", 4)
     expected = (batch["pixels"].float() / 255 - 0.5) / 0.25
     torch.testing.assert_close(batch["images"], expected)
     with pytest.raises(DataError, match=r"data.mean has 2 values for 1-channel images"):
-        ImagePatchesDataModule(source=EMBEDDED, mean=[0.5, 0.5], std=[1, 1]).setup()
+        ImageDataModule(source=EMBEDDED, mean=[0.5, 0.5], std=[1, 1]).setup()
 
 
 def test_training_batches_are_shifted_and_evaluation_batches_are_not(
-    digits: ImagePatchesDataModule,
+    digits: ImageDataModule,
 ) -> None:
     train = next(iter(digits.train_dataloader()))
     assert train["images"].shape == (64, 1, 28, 28) and train["images"].dtype == torch.float32
@@ -131,14 +130,14 @@ def test_random_hflip_mirrors_about_half() -> None:
 
 
 def test_hflip_is_off_by_default_and_unknown_augment_keys_are_errors() -> None:
-    datamodule = ImagePatchesDataModule(source=EMBEDDED)
+    datamodule = ImageDataModule(source=EMBEDDED)
     assert datamodule.augment == {"shift": 0, "hflip": False}
     with pytest.raises(DataError, match=r"unknown data.augment keys \['rotate'\]"):
-        ImagePatchesDataModule(source=EMBEDDED, augment={"rotate": 10})
+        ImageDataModule(source=EMBEDDED, augment={"rotate": 10})
 
 
 def test_channels_convert_grey_to_rgb_and_back() -> None:
-    datamodule = ImagePatchesDataModule(source=EMBEDDED, channels=3)
+    datamodule = ImageDataModule(source=EMBEDDED, channels=3)
     assert datamodule.channels == 3
     images = datamodule.splits["train"][0]
     assert images.shape[1:] == (3, 28, 28)
@@ -150,8 +149,8 @@ def test_channels_convert_grey_to_rgb_and_back() -> None:
 
 def test_resize_to_a_configured_size() -> None:
     with pytest.raises(DataError, match=r"are 28x28, not 32x32 .*data.resize=true"):
-        ImagePatchesDataModule(source=EMBEDDED, image_size=32).setup()
-    datamodule = ImagePatchesDataModule(source=EMBEDDED, image_size=32, resize=True)
+        ImageDataModule(source=EMBEDDED, image_size=32).setup()
+    datamodule = ImageDataModule(source=EMBEDDED, image_size=32, resize=True)
     assert datamodule.image_size == 32
     assert datamodule.splits["test"][0].shape[1:] == (1, 32, 32)
     flat = torch.full((1, 1, 5, 7), 200, dtype=torch.uint8)
@@ -159,9 +158,9 @@ def test_resize_to_a_configured_size() -> None:
 
 
 def test_state_dict_restores_what_the_model_needs_without_data(
-    digits: ImagePatchesDataModule,
+    digits: ImageDataModule,
 ) -> None:
-    restored = ImagePatchesDataModule(source={"embedded": "does_not_exist.npz"})
+    restored = ImageDataModule(source={"embedded": "does_not_exist.npz"})
     restored.load_state_dict(digits.state_dict())
     assert restored.class_names == digits.class_names
     assert (restored.image_size, restored.channels) == (28, 1)
@@ -173,13 +172,13 @@ def test_state_dict_restores_what_the_model_needs_without_data(
 
 def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"unknown data.source keys \['files'\]"):
-        ImagePatchesDataModule(source={"files": "x.csv"})
+        ImageDataModule(source={"files": "x.csv"})
     with pytest.raises(DataError, match="no data source"):
-        ImagePatchesDataModule(source={"embedded": None}).setup()
+        ImageDataModule(source={"embedded": None}).setup()
     with pytest.raises(DataError, match=r"image folder not found: '.*nope'"):
-        ImagePatchesDataModule(source={"folder": str(tmp_path / "nope")}).setup()
+        ImageDataModule(source={"folder": str(tmp_path / "nope")}).setup()
     with pytest.raises(DataError, match="data.channels=2"):
-        ImagePatchesDataModule(source=EMBEDDED, channels=2)
+        ImageDataModule(source=EMBEDDED, channels=2)
 
 
 # --- a local image folder ------------------------------------------------------------------
@@ -198,7 +197,7 @@ def _write_folder(root: Path, size: int = 8, per_class: int = 6, mode: str = "L"
 
 def test_image_folder_loads_classes_from_sub_folders(tmp_path: Path) -> None:
     folder = _write_folder(tmp_path / "pets")
-    datamodule = ImagePatchesDataModule(
+    datamodule = ImageDataModule(
         source={"folder": str(folder)}, val_fraction=0.25, test_fraction=0.25
     )
     assert datamodule.class_names == ["cat", "dog"]
@@ -216,7 +215,7 @@ def test_image_folder_loads_classes_from_sub_folders(tmp_path: Path) -> None:
 def test_image_folder_with_split_folders_and_rgb(tmp_path: Path) -> None:
     _write_folder(tmp_path / "data" / "train", mode="RGB")
     _write_folder(tmp_path / "data" / "test", per_class=2, mode="RGB")
-    datamodule = ImagePatchesDataModule(source={"folder": str(tmp_path / "data")})
+    datamodule = ImageDataModule(source={"folder": str(tmp_path / "data")})
     assert datamodule.channels == 3
     assert len(datamodule.splits["test"][1]) == 4  # the folder's own test split
     assert len(datamodule.splits["train"][1]) + len(datamodule.splits["validation"][1]) == 12
@@ -227,7 +226,7 @@ def test_a_corrupted_image_is_reported_by_file_name(tmp_path: Path) -> None:
     bad = folder / "dog" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     with pytest.raises(DataError, match=rf"cannot read image '{bad}'.*Replace or delete"):
-        ImagePatchesDataModule(source={"folder": str(folder)}).setup()
+        ImageDataModule(source={"folder": str(folder)}).setup()
 
 
 def test_a_truncated_image_is_reported_by_file_name(tmp_path: Path) -> None:
@@ -235,7 +234,7 @@ def test_a_truncated_image_is_reported_by_file_name(tmp_path: Path) -> None:
     bad = folder / "cat" / "3.png"
     bad.write_bytes(bad.read_bytes()[:200])
     with pytest.raises(DataError, match=rf"cannot read image '{bad}'"):
-        ImagePatchesDataModule(source={"folder": str(folder)}).setup()
+        ImageDataModule(source={"folder": str(folder)}).setup()
 
 
 def test_a_wrongly_sized_image_is_reported_by_file_name(tmp_path: Path) -> None:
@@ -243,8 +242,8 @@ def test_a_wrongly_sized_image_is_reported_by_file_name(tmp_path: Path) -> None:
     odd = folder / "dog" / "big.png"
     PIL.Image.new("L", (10, 8)).save(odd)
     with pytest.raises(DataError, match=rf"image '{odd}' are 10x8, not 8x8 .*data.resize=true"):
-        ImagePatchesDataModule(source={"folder": str(folder)}).setup()
-    datamodule = ImagePatchesDataModule(source={"folder": str(folder)}, image_size=8, resize=True)
+        ImageDataModule(source={"folder": str(folder)}).setup()
+    datamodule = ImageDataModule(source={"folder": str(folder)}, image_size=8, resize=True)
     datamodule.setup()
     assert sum(len(datamodule.splits[n][1]) for n in SPLITS) == 13
 
@@ -257,11 +256,11 @@ def test_hub_style_datasets_are_read_through_their_columns(monkeypatch, tmp_path
     labels = [int(f.parent.name == "dog") for f in files]
     table = {"img": [str(f) for f in files], "fine_label": labels}
     hub = DatasetDict({"train": Dataset.from_dict(table, features=features)})
-    monkeypatch.setattr(image_patches, "load_hub", lambda name, config=None: hub)
+    monkeypatch.setattr("attnlab.data.images.load_hub", lambda name, config=None: hub)
     source = {"hub": "someone/pets"}
     with pytest.raises(DataError, match=r"column 'image' \(data.image_column\) not found"):
-        ImagePatchesDataModule(source=source, label_column="fine_label").setup()
-    datamodule = ImagePatchesDataModule(
+        ImageDataModule(source=source, label_column="fine_label").setup()
+    datamodule = ImageDataModule(
         source=source, image_column="img", label_column="fine_label", test_fraction=0.25
     )
     assert datamodule.class_names == ["cat", "dog"] and datamodule.image_size == 8
@@ -297,7 +296,7 @@ def test_idx_files_as_a_source(tmp_path: Path) -> None:
         "test_labels": write_idx(tmp_path / "test-labels", np.arange(10) % 4),
     }
     names = ["a", "b", "c", "d"]
-    datamodule = ImagePatchesDataModule(
+    datamodule = ImageDataModule(
         source={"idx": {k: str(v) for k, v in paths.items()}}, class_names=names, val_fraction=0.25
     )
     assert datamodule.class_names == names and datamodule.image_size == 6
@@ -317,12 +316,12 @@ def test_bad_idx_files_are_clear_errors(tmp_path: Path) -> None:
     labels = write_idx(tmp_path / "l.idx", np.zeros(4) + 5)
     images = write_idx(tmp_path / "i.idx", np.zeros((4, 2, 2)))
     with pytest.raises(DataError, match="give both train_images and train_labels"):
-        ImagePatchesDataModule(source={"idx": {"train_images": str(images)}}).setup()
+        ImageDataModule(source={"idx": {"train_images": str(images)}}).setup()
     with pytest.raises(DataError, match="keys are SPLIT_images"):
-        ImagePatchesDataModule(source={"idx": {"train_pictures": "x"}}).setup()
+        ImageDataModule(source={"idx": {"train_pictures": "x"}}).setup()
     idx = {"train_images": str(images), "train_labels": str(labels)}
     with pytest.raises(DataError, match=r"labels go up to 5 but there are 2 class names"):
-        ImagePatchesDataModule(source={"idx": idx}, class_names=["x", "y"]).setup()
+        ImageDataModule(source={"idx": idx}, class_names=["x", "y"]).setup()
 
 
 def test_fashion_mnist_config_points_at_the_debian_package(compose) -> None:
