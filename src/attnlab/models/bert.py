@@ -99,21 +99,7 @@ class BertModel(nn.Module):
             positional,
             pad_id,
         )
-        self.encoder = Encoder(
-            EncoderConfig(
-                num_layers,
-                d_model,
-                num_heads,
-                d_ff,
-                dropout=dropout,
-                activation="gelu",
-                norm_first=False,
-                layer_norm_eps=layer_norm_eps,
-                attn_impl=attn_impl,
-                fused_qkv=fused_qkv,
-                skip_padding=skip_padding,
-            )
-        )
+        self.encoder = Encoder(EncoderConfig.of(locals(), activation="gelu", norm_first=False))
         self.pooler = nn.Linear(d_model, d_model)
         self.apply(init_bert_weights)
 

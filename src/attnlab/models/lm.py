@@ -54,18 +54,7 @@ class TransformerLM(nn.Module):
         nn.init.normal_(self.token_embeddings.weight, std=d_model**-0.5)
         self.positional = build_positional(positional, d_model, max_len, pos_base)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = Encoder(
-            EncoderConfig(
-                num_layers,
-                d_model,
-                num_heads,
-                d_ff,
-                dropout=dropout,
-                activation=activation,
-                norm_first=norm_first,
-                attn_impl=attn_impl,
-            )
-        )
+        self.encoder = Encoder(EncoderConfig.of(locals()))
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:
             self.lm_head.weight = self.token_embeddings.weight

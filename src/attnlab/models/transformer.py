@@ -14,7 +14,9 @@ and ``layernorm_after`` are the same two norms in pre-norm order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -171,6 +173,13 @@ class EncoderConfig:
     final_norm: bool | None = None
     fused_qkv: bool = True
     skip_padding: bool = False
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any], **fixed: Any) -> EncoderConfig:
+        """The config from a model constructor's arguments (its ``locals()``): the fields it
+        takes, plus ``fixed``, what its family fixes (e.g. BERT's post-norm GELU)."""
+        names = {field.name for field in fields(cls)} - set(fixed)
+        return cls(**{k: v for k, v in arguments.items() if k in names}, **fixed)
 
 
 class Encoder(nn.Module):

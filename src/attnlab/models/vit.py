@@ -159,19 +159,7 @@ class VisionTransformer(nn.Module):
             table = torch.cat([torch.zeros(1, d_model), grid])
             self.register_buffer("position_embeddings", table[None], persistent=False)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = Encoder(
-            EncoderConfig(
-                num_layers,
-                d_model,
-                num_heads,
-                d_ff,
-                dropout=dropout,
-                activation="gelu",
-                norm_first=True,
-                layer_norm_eps=layer_norm_eps,
-                attn_impl=attn_impl,
-            )
-        )
+        self.encoder = Encoder(EncoderConfig.of(locals(), activation="gelu", norm_first=True))
         self.head = nn.Linear(d_model, num_classes)
 
     def embed(self, images: Tensor) -> Tensor:

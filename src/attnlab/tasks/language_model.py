@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from attnlab.data.collate import IGNORE_INDEX
 from attnlab.models.lm import generate
 from attnlab.tasks.base import BaseTask
 from attnlab.tasks.metrics import Perplexity
@@ -17,7 +18,7 @@ from attnlab.tasks.metrics import Perplexity
 class LanguageModelTask(BaseTask):
     """``net(input_ids) -> logits (B, T, V)``; labels are the inputs shifted by one token."""
 
-    def __init__(self, ignore_index: int = -100, **base: Any) -> None:
+    def __init__(self, ignore_index: int = IGNORE_INDEX, **base: Any) -> None:
         super().__init__(**base)
         self.ignore_index = ignore_index
 
