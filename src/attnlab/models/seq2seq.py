@@ -45,30 +45,24 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.bos_id, self.eos_id, self.tgt_pad_id = bos_id, eos_id, tgt_pad_id
         self.max_len = max_len
+        shared = {"embed_dim": embed_dim, "hidden_dim": hidden_dim, "num_layers": num_layers}
+        shared |= {"cell": cell, "dropout": dropout}  # the decoder has the encoder's depth and cell
         self.encoder = RNNEncoder(
             src_vocab_size,
-            embed_dim,
-            hidden_dim,
-            num_layers,
-            cell,
-            bidirectional,
-            dropout,
+            bidirectional=bidirectional,
             decoder_dim=hidden_dim,
             pad_id=src_pad_id,
+            **shared,
         )
         self.decoder = RNNDecoder(
             tgt_vocab_size,
             self.encoder.output_dim,
-            embed_dim,
-            hidden_dim,
-            num_layers,
-            cell,
-            attention,
-            attention_dim,
-            key_dim,
-            output_dim,
-            dropout,
-            tgt_pad_id,
+            attention=attention,
+            attention_dim=attention_dim,
+            key_dim=key_dim,
+            output_dim=output_dim,
+            pad_id=tgt_pad_id,
+            **shared,
         )
 
     def forward(
