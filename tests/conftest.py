@@ -223,3 +223,22 @@ def tweet_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Twee
     trainer = spy.trainer
     best = Path(trainer.checkpoint_callback.best_model_path)
     return TweetRun(cfg, output_dir, spy.metrics(), best, trainer.datamodule)
+
+
+def digit_folder(root: Path, size: int, per_class: int) -> Path:
+    """``per_class`` embedded digits of each class, downscaled to ``size`` pixels, as
+    ``root/digits/CLASS/N.png``: a user's own small image folder."""
+    import numpy as np
+    import PIL.Image
+
+    from attnlab.data.sources import EMBEDDED_DIR
+
+    with np.load(EMBEDDED_DIR / "mnist_5k.npz") as raw:
+        images, labels = raw["images"], raw["labels"]
+    folder = root / "digits"
+    for label in range(10):
+        (folder / str(label)).mkdir(parents=True)
+        for n, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
+            image = PIL.Image.fromarray(images[index]).resize((size, size), PIL.Image.BILINEAR)
+            image.save(folder / str(label) / f"{n}.png")
+    return folder

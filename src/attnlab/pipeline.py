@@ -30,6 +30,7 @@ from attnlab.utils.config import print_config, save_config
 from attnlab.utils.config_checks import check_fits_positions, check_run_config, check_targets
 from attnlab.utils.jobs import children_run_this_job_only, distributed_job, in_multirun, optimized
 from attnlab.utils.run_folder import RESOLVED_CONFIG, continue_run, find_checkpoint, write_run_info
+from attnlab.utils.step_budget import reach_min_steps
 from attnlab.utils.wandb_fallback import online_or_offline
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ def run(cfg: DictConfig) -> RunResult:
         continue_run(cfg, resume_from)
         state = read_checkpoint(resume_from)
     datamodule, task = build(cfg, resume_from, state)
+    reach_min_steps(cfg, datamodule)
     children_run_this_job_only()
     print_config(cfg, enabled=cfg.extras.print_config)
     save_config(cfg, Path(cfg.paths.output_dir) / RESOLVED_CONFIG)

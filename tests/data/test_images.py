@@ -11,6 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from conftest import digit_folder
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
 from hydra.utils import instantiate
 
@@ -20,6 +21,7 @@ from attnlab.data.image_transforms import (
     random_hflip,
     random_shift,
     resize_images,
+    shift_pixels,
 )
 from attnlab.data.images import ImageDataModule
 from attnlab.data.sources import EMBEDDED_DIR, SPLITS
@@ -97,6 +99,21 @@ def test_training_batches_are_shifted_and_evaluation_batches_are_not(
         digits.splits["validation"][0][:64].float() / 255 - digits.interface.mean[0]
     ) / digits.interface.std[0]
     torch.testing.assert_close(val["images"], expected)
+
+
+def test_a_shift_below_one_is_a_fraction_of_the_image_side() -> None:
+    assert [shift_pixels(0.07, size) for size in (8, 14, 28, 224)] == [1, 1, 2, 16]
+    assert shift_pixels(3, 14) == 3 and shift_pixels(0, 28) == 0  # pixels as given
+    with pytest.raises(DataError, match=r"data.augment.shift=-1 must be >= 0"):
+        shift_pixels(-1, 28)
+
+
+def test_training_shifts_are_sized_to_the_images(tmp_path: Path) -> None:
+    """The same data.augment.shift (a fraction) moves 14-pixel digits by 1 pixel at most."""
+    folder = digit_folder(tmp_path, size=14, per_class=4)
+    datamodule = ImageDataModule(source={"folder": str(folder)}, augment={"shift": 0.07})
+    datamodule.setup()
+    assert datamodule.train_dataloader().collate_fn.shift == 1
 
 
 def test_random_shift_moves_whole_images_by_at_most_the_padding() -> None:

@@ -18,6 +18,7 @@ from attnlab.models.vit import (
     PatchEmbedding,
     VisionTransformer,
     attention_rollout,
+    auto_patch_size,
     sinusoidal_2d_table,
 )
 from attnlab.utils.config import CONF_DIR
@@ -273,3 +274,12 @@ def test_model_pretrained_loads_a_hf_vit_directory_from_config(tmp_path, compose
     torch.testing.assert_close(same_classes.head.weight, reference.classifier.weight)
     with pytest.raises(ConfigError, match=r"takes image_size=28 but the data gives 32.*resize"):
         vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), image_size=32)
+
+
+def test_auto_patch_size_gives_a_grid_near_seven_at_any_image_size() -> None:
+    sizes = {size: auto_patch_size(size) for size in (8, 14, 28, 32, 224)}
+    assert sizes == {8: 1, 14: 2, 28: 4, 32: 4, 224: 32}
+    model = VisionTransformer(10, image_size=14, patch_size="auto", channels=1)
+    assert model.grid_size == 7 and model(torch.randn(2, 1, 14, 14)).shape == (2, 10)
+    with pytest.raises(ValueError, match="model.patch_size='big': give a number of pixels or auto"):
+        VisionTransformer(10, image_size=14, patch_size="big")

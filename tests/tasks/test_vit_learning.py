@@ -22,7 +22,9 @@ CHANCE = 0.1  # ten balanced classes
 
 
 # A smaller, faster cut of experiment=vit: 7x7 patches (16 + 1 tokens), 3 layers.
+# Epochs as given (trainer.min_steps would stretch them to 800 steps).
 FAST = ["experiment=vit", "trainer=cpu", "model.patch_size=7", "model.num_layers=3"]
+FAST += ["trainer.min_steps=null"]
 
 
 def test_vit_learns_the_embedded_digits(compose, trainer_spy, tmp_path: Path) -> None:

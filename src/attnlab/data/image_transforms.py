@@ -34,6 +34,15 @@ def convert_channels(images: Tensor, channels: int) -> Tensor:
     raise DataError(f"cannot turn {have}-channel images into {channels}: use data.channels 1 or 3")
 
 
+def shift_pixels(shift: float, image_size: int) -> int:
+    """``data.augment.shift`` in pixels: a whole number of pixels as given, or a fraction of the
+    image side (below 1), so one setting means the same for 8- and 224-pixel images (0.07: 2 of
+    28 pixels, 1 of 14)."""
+    if shift < 0:
+        raise DataError(f"data.augment.shift={shift} must be >= 0 (pixels, or a fraction below 1)")
+    return round(shift * image_size) if shift < 1 else int(shift)
+
+
 def random_shift(images: Tensor, max_shift: int) -> Tensor:
     """Shift each image by up to ``max_shift`` pixels each way: zero-pad, crop at random."""
     batch, _, height, width = images.shape

@@ -28,7 +28,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from attnlab.data.base import SplitDataModule
 from attnlab.data.image_files import GREY_MODES, load_image_folder, read_idx
-from attnlab.data.image_transforms import ImageBatch, convert_channels, resize_images
+from attnlab.data.image_transforms import (
+    ImageBatch,
+    convert_channels,
+    resize_images,
+    shift_pixels,
+)
 from attnlab.data.interface import ImageInterface
 from attnlab.data.sources import (
     EMBEDDED_DIR,
@@ -309,7 +314,10 @@ class ImageDataModule(SplitDataModule):
         self.keep_examples()
 
     def split_loader(self, split: str, train: bool) -> DataLoader:
-        augment = self.augment if train else {}
+        augment = {}
+        if train:
+            shift = shift_pixels(self.augment["shift"], self.interface.image_size)
+            augment = {**self.augment, "shift": shift}
         return self.dataloader(
             TensorDataset(*self.splits[split]),
             batch_size=self.batch_size,

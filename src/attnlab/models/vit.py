@@ -22,6 +22,15 @@ from attnlab.models.transformer import Encoder, EncoderConfig
 
 POOLINGS = ("cls", "mean")
 VIT_POSITIONAL_KINDS = ("learned", "sinusoidal")
+AUTO_GRID = 7  # patch_size="auto": the patch size whose grid is nearest 7x7 (28 px -> 4, 14 -> 2)
+
+
+def auto_patch_size(image_size: int, grid: int = AUTO_GRID) -> int:
+    """The divisor of ``image_size`` giving the patch grid nearest ``grid`` per side (the
+    smaller patch on a tie): about 50 tokens, what the tiny default ViT is sized for, at any
+    image size (28 -> 4, 14 -> 2, 32 -> 4, 8 -> 1, 224 -> 32)."""
+    sizes = [p for p in range(1, image_size + 1) if image_size % p == 0]
+    return min(sizes, key=lambda p: (abs(image_size // p - grid), p))
 
 
 def _patch_grid(image_size: int, patch_size: int) -> int:
@@ -125,7 +134,7 @@ class VisionTransformer(nn.Module):
         self,
         num_classes: int,
         image_size: int = 28,
-        patch_size: int = 4,
+        patch_size: int | str = 4,
         channels: int = 1,
         d_model: int = 64,
         num_heads: int = 4,
@@ -147,6 +156,10 @@ class VisionTransformer(nn.Module):
             )
         self.pooling = pooling
         self.last_layer_cls_only = last_layer_cls_only
+        if patch_size == "auto":
+            patch_size = auto_patch_size(image_size)
+        elif not isinstance(patch_size, int):
+            raise ValueError(f"model.patch_size={patch_size!r}: give a number of pixels or auto")
         self.patch_embedding = PatchEmbedding(image_size, patch_size, channels, d_model)
         self.grid_size = self.patch_embedding.grid_size
         num_tokens = 1 + self.patch_embedding.num_patches
