@@ -10,28 +10,25 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.callbacks.fault_tolerance import NonFiniteLossError
 from attnlab.errors import ConfigError
 from attnlab.resolvers import bound_datamodule, register_resolvers
-from attnlab.utils.checkpoint_io import AtomicCheckpointIO, read_checkpoint
+from attnlab.trainer_setup import close_loggers, hand_over_checkpoint, make_trainer
+from attnlab.utils.checkpoint_io import check_checkpoint_fits, read_checkpoint
 from attnlab.utils.config import print_config, save_config
 from attnlab.utils.config_checks import check_fits_positions, check_run_config, check_targets
 from attnlab.utils.jobs import children_run_this_job_only, distributed_job, in_multirun, optimized
 from attnlab.utils.run_folder import RESOLVED_CONFIG, continue_run, find_checkpoint, write_run_info
 from attnlab.utils.step_budget import reach_min_steps
-from attnlab.utils.wandb_fallback import online_or_offline
 
 log = logging.getLogger(__name__)
 
@@ -62,67 +59,8 @@ def build(
     task.run_config = OmegaConf.to_container(cfg, resolve=True)
     task.data = datamodule.interface
     if state is not None:
-        _check_checkpoint_fits(task, state, checkpoint, cfg.task_name)
+        check_checkpoint_fits(task, state, checkpoint, cfg.task_name)
     return datamodule, task
-
-
-def _check_checkpoint_fits(
-    task: L.LightningModule, state: dict, path: Path | None, experiment: str
-) -> None:
-    """A checkpoint of another experiment, model size or vocabulary is a clear error here,
-    not a wall of tensor-size mismatches from deep inside ``load_state_dict``."""
-    ours, theirs = task.state_dict(), state.get("state_dict", {})
-    problems = [f"missing {k}" for k in sorted(ours.keys() - theirs.keys())]
-    problems += [f"unexpected {k}" for k in sorted(theirs.keys() - ours.keys())]
-    problems += [
-        f"{k}: {tuple(theirs[k].shape)} in the checkpoint, {tuple(ours[k].shape)} here"
-        for k in sorted(ours.keys() & theirs.keys())
-        if ours[k].shape != theirs[k].shape
-    ]
-    if problems:
-        saved = state.get("attnlab_config", {}).get("task_name", "unknown")
-        shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if problems[3:] else "")
-        raise ConfigError(
-            f"checkpoint '{path}' (experiment {saved}) does not fit this run's model "
-            f"(experiment {experiment}): {shown}. Use the experiment and model/data overrides the "
-            f"checkpoint was trained with, or a checkpoint of this one"
-        )
-
-
-def _instantiate_all(group: DictConfig | None, kind: type) -> list:
-    """Every ``_target_`` entry of a callbacks/logger group, skipping disabled (null) ones."""
-    if not group:
-        return []
-    built = [instantiate(node) for node in group.values() if node and "_target_" in node]
-    return [obj for obj in built if isinstance(obj, kind)]
-
-
-def _close_loggers() -> None:
-    """Finish the W&B run even after an exception, so the next multirun job starts clean."""
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is not None:
-        wandb.finish()
-
-
-def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list[Logger]]:
-    os.environ.setdefault("WANDB_MODE", "offline")  # never a login prompt; `wandb sync` later
-    make_loggers = partial(_instantiate_all, cfg.get("logger"), Logger)
-    loggers = online_or_offline(make_loggers(), rebuild=make_loggers)  # W&B unreachable: offline
-    callbacks = _instantiate_all(cfg.get("callbacks"), Callback)
-    if not loggers:  # LearningRateMonitor refuses to run without a logger
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    return trainer, loggers
-
-
-def _hand_over(trainer: L.Trainer, path: Path, state: dict) -> None:
-    """Lightning restores from the checkpoint ``build`` already read, not from a second read."""
-    checkpoint_io = trainer.strategy.checkpoint_io
-    if isinstance(checkpoint_io, AtomicCheckpointIO):  # trainer.plugins of the default config
-        checkpoint_io.hand_over(path, state)
 
 
 def _fit(
@@ -177,7 +115,7 @@ def run(cfg: DictConfig) -> RunResult:
     save_config(cfg, Path(cfg.paths.output_dir) / RESOLVED_CONFIG)
     trainer, loggers = make_trainer(cfg)
     if state is not None:
-        _hand_over(trainer, resume_from, state)
+        hand_over_checkpoint(trainer, resume_from, state)
         del state
     best = trainer.checkpoint_callback  # the first ModelCheckpoint: the monitored one
     best = best if isinstance(best, ModelCheckpoint) else None
@@ -196,7 +134,7 @@ def run(cfg: DictConfig) -> RunResult:
                 trainer.test(task, datamodule=datamodule, ckpt_path=ckpt if cfg.train else None)
                 metrics.update(_metrics(trainer))
     finally:
-        _close_loggers()
+        close_loggers()
     best_path = Path(best.best_model_path) if best is not None and best.best_model_path else None
     return RunResult(metrics, Path(cfg.paths.output_dir), best_path, optimized(cfg, metrics))
 
@@ -212,12 +150,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     state = read_checkpoint(ckpt)
     datamodule, task = build(cfg, ckpt, state)
     trainer, _ = make_trainer(cfg)
-    _hand_over(trainer, ckpt, state)
+    hand_over_checkpoint(trainer, ckpt, state)
     del state
     try:
         trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt))
     finally:
-        _close_loggers()
+        close_loggers()
     return _metrics(trainer)
 
 

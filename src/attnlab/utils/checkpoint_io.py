@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
@@ -86,3 +87,26 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def _is_local(path: Any) -> bool:
     return isinstance(get_filesystem(path), LocalFileSystem)
+
+
+def check_checkpoint_fits(
+    task: L.LightningModule, state: dict, path: Path | None, experiment: str
+) -> None:
+    """A checkpoint of another experiment, model size or vocabulary is a clear error here,
+    not a wall of tensor-size mismatches from deep inside ``load_state_dict``."""
+    ours, theirs = task.state_dict(), state.get("state_dict", {})
+    problems = [f"missing {k}" for k in sorted(ours.keys() - theirs.keys())]
+    problems += [f"unexpected {k}" for k in sorted(theirs.keys() - ours.keys())]
+    problems += [
+        f"{k}: {tuple(theirs[k].shape)} in the checkpoint, {tuple(ours[k].shape)} here"
+        for k in sorted(ours.keys() & theirs.keys())
+        if ours[k].shape != theirs[k].shape
+    ]
+    if problems:
+        saved = state.get("attnlab_config", {}).get("task_name", "unknown")
+        shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if problems[3:] else "")
+        raise ConfigError(
+            f"checkpoint '{path}' (experiment {saved}) does not fit this run's model "
+            f"(experiment {experiment}): {shown}. Use the experiment and model/data overrides the "
+            f"checkpoint was trained with, or a checkpoint of this one"
+        )
