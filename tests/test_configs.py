@@ -69,7 +69,7 @@ def test_group_option_composes(
         register_resolvers()  # ${run_name:...} of the W&B logger
         node = OmegaConf.to_container(cfg[group], resolve=True) if cfg[group] else {}
         kind = Callback if group == "callbacks" else Logger
-        built = trainer_setup._instantiate_all(OmegaConf.create(node), kind)
+        built = trainer_setup.instantiate_all(OmegaConf.create(node), kind)
         targets = [n for n in node.values() if n and "_target_" in n]
         assert len(built) == len(targets), f"{group}={option}: built {built} from {targets}"
     assert HydraConfig.get().runtime.choices[group] == option

@@ -17,7 +17,7 @@ from attnlab.utils.checkpoint_io import AtomicCheckpointIO
 from attnlab.utils.wandb_fallback import online_or_offline
 
 
-def _instantiate_all(group: DictConfig | None, kind: type) -> list:
+def instantiate_all(group: DictConfig | None, kind: type) -> list:
     """Every ``_target_`` entry of a callbacks/logger group, skipping disabled (null) ones."""
     if not group:
         return []
@@ -37,9 +37,9 @@ def close_loggers() -> None:
 
 def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list[Logger]]:
     os.environ.setdefault("WANDB_MODE", "offline")  # never a login prompt; `wandb sync` later
-    make_loggers = partial(_instantiate_all, cfg.get("logger"), Logger)
+    make_loggers = partial(instantiate_all, cfg.get("logger"), Logger)
     loggers = online_or_offline(make_loggers(), rebuild=make_loggers)  # W&B unreachable: offline
-    callbacks = _instantiate_all(cfg.get("callbacks"), Callback)
+    callbacks = instantiate_all(cfg.get("callbacks"), Callback)
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
