@@ -107,6 +107,26 @@ def test_the_task_gives_the_schedule_the_runs_length(monkeypatch, scheduler: par
     assert lrs[-1] < 0.01  # annealed by the 40th step: the schedule knew the length
 
 
+def test_steps_past_the_estimated_length_keep_the_final_lr(monkeypatch) -> None:
+    """Epochs of fresh BERT pairs vary in length, so a run can take more steps than the estimate
+    the one-cycle schedule was built with; it then holds its last lr instead of raising."""
+    task = _task(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1.0, total_steps=None))
+    monkeypatch.setattr(ClassificationTask, "trainer", _Trainer(), raising=False)
+    config = task.configure_optimizers()
+    optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    for _ in range(_Trainer.estimated_stepping_batches - 1):
+        optimizer.step()
+        task.lr_scheduler_step(schedule, None)
+    final = optimizer.param_groups[0]["lr"]
+    for _ in range(5):
+        optimizer.step()
+        task.lr_scheduler_step(schedule, None)
+    assert optimizer.param_groups[0]["lr"] == final < 1e-3
+    with pytest.raises(ValueError, match="total steps"):
+        for _ in range(2):  # what Lightning's plain steps would have done
+            schedule.step()
+
+
 def test_a_given_total_steps_is_kept(monkeypatch) -> None:
     task = _task(partial(warmup_cosine, total_steps=11, warmup_fraction=0.0))
     monkeypatch.setattr(ClassificationTask, "trainer", _Trainer(), raising=False)

@@ -143,6 +143,15 @@ class BaseTask(L.LightningModule):
             },
         }
 
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Step the schedule, except past its last step: the run's length is estimated from the
+        first epoch, and an epoch of fresh pairs or segments (``reload_dataloaders_every_n_epochs``)
+        can be a few batches longer, where OneCycleLR would raise. The lr stays at its end."""
+        total = getattr(scheduler, "total_steps", None)
+        if total is not None and scheduler.last_epoch >= total - 1:
+            return
+        super().lr_scheduler_step(scheduler, metric)
+
     def _run_length(self) -> dict[str, int]:
         """``total_steps`` for a scheduler that takes it and was not given it (OneCycleLR,
         warm-up + cosine): the number of optimizer steps the trainer will take."""
