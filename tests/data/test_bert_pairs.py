@@ -16,8 +16,10 @@ from attnlab.data.bert_pairs import BertPretrainingDataModule
 from attnlab.data.collate import IGNORE_INDEX
 from attnlab.data.masking import MLMCollator
 from attnlab.data.pretraining_examples import (
+    IN_ORDER,
     IS_NEXT,
     NOT_NEXT,
+    SWAPPED,
     PretrainingExamples,
     plan_pairs,
     truncate_pair,
@@ -166,6 +168,28 @@ def test_pairs_come_from_the_right_documents() -> None:
             assert doc_a != doc_b
         else:
             assert doc_a == doc_b and max(t % 1000 for t in a) < min(t % 1000 for t in b)
+
+
+def test_sentence_order_pairs_are_consecutive_text_in_either_order() -> None:
+    """SOP (ALBERT): both segments from one document, B right after A; SWAPPED puts B first.
+    Half the pairs are swapped, and a document's last sentence alone is not used."""
+    split = TokenizedSplit.from_documents(_synthetic_docs())
+    plan = plan_pairs(split, 40, random.Random(0), short_seq_prob=0.3, objective="sop")
+    labels = Counter()
+    for example in _first(PretrainingExamples(split, plan, CLS, SEP)):
+        ids = example["input_ids"].tolist()
+        first_sep = ids.index(SEP)
+        first, second = ids[1:first_sep], ids[first_sep + 1 : -1]
+        assert first and second and len(ids) <= 40
+        assert len({t // 1000 for t in first + second}) == 1  # one document
+        earlier, later = (
+            (second, first) if example["next_sentence_label"] == SWAPPED else (first, second)
+        )
+        assert max(t % 1000 for t in earlier) < min(t % 1000 for t in later)
+        labels[example["next_sentence_label"]] += 1
+    assert labels[SWAPPED] / (labels[SWAPPED] + labels[IN_ORDER]) == pytest.approx(0.5, abs=0.1)
+    with pytest.raises(DataError, match="pair objective"):
+        plan_pairs(split, 40, random.Random(0), objective="order")
 
 
 def test_truncation_removes_from_the_longer_side_at_both_ends() -> None:

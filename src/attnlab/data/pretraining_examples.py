@@ -18,7 +18,9 @@ from torch.utils.data import Dataset
 from attnlab.data.token_cache import TokenizedSplit
 from attnlab.errors import DataError
 
-IS_NEXT, NOT_NEXT = 0, 1
+IS_NEXT, NOT_NEXT = 0, 1  # nsp: is B the text after A, or from another document?
+IN_ORDER, SWAPPED = 0, 1  # sop (ALBERT): are the two consecutive segments in order, or swapped?
+PAIR_OBJECTIVES = ("nsp", "sop")
 SEGMENT = -1  # the label column of a single-segment (MLM only) example
 
 Span = list[int]  # [start, end) in a split's flat token array
@@ -46,11 +48,19 @@ def plan_pairs(
     rng: random.Random,
     short_seq_prob: float = 0.1,
     next_sentence_prob: float = 0.5,
+    objective: str = "nsp",
 ) -> np.ndarray:
-    """NSP + MLM examples of every document, in document order (the loader shuffles), as rows
-    (A start, A end, B start, B end, label) of token offsets: a pass over sentence lengths only,
-    the tokens stay in the cache."""
-    if split.num_documents < 2:
+    """Sentence-pair + MLM examples of every document, in document order (the loader shuffles),
+    as rows (first start, first end, second start, second end, label) of token offsets: a pass
+    over sentence lengths only, the tokens stay in the cache.
+
+    ``objective`` "nsp": with probability ``next_sentence_prob`` B comes from another document
+    (NOT_NEXT). "sop" (ALBERT's sentence-order prediction): B always continues A, and with that
+    probability the two are swapped (SWAPPED), so topic gives nothing away; a document's last
+    sentence left alone, with nothing after it, is not used."""
+    if objective not in PAIR_OBJECTIVES:
+        raise DataError(f"unknown pair objective '{objective}': use one of {PAIR_OBJECTIVES}")
+    if objective == "nsp" and split.num_documents < 2:
         raise DataError(
             f"next-sentence prediction needs at least 2 documents (random B segments come from "
             f"another document), got {split.num_documents}: add documents or set data.nsp=false"
@@ -64,10 +74,12 @@ def plan_pairs(
         first = i = 0  # the chunk being gathered is sentences first..i
         while i < count:
             if i == count - 1 or bounds[i + 1] - bounds[first] >= target:
-                random_next = rng.random() < next_sentence_prob
+                random_next = objective == "nsp" and rng.random() < next_sentence_prob
                 if i == first and not random_next and i < count - 1:
                     i += 1  # one long sentence: its successor becomes B (keeps NSP at 50/50)
                 size = i - first + 1
+                if size == 1 and objective == "sop":
+                    break  # the document's last sentence: no second segment to order
                 a_end = first + (rng.randint(1, size - 1) if size >= 2 else 1)
                 a = [bounds[first], bounds[a_end]]
                 if size == 1 or random_next:
@@ -78,6 +90,8 @@ def plan_pairs(
                     b = [bounds[a_end], bounds[i + 1]]
                     label = IS_NEXT
                 truncate_pair(a, b, max_tokens, rng)
+                if objective == "sop" and rng.random() < next_sentence_prob:
+                    a, b, label = b, a, SWAPPED
                 rows.append((*a, *b, label))
                 first = i + 1
                 target = _target_length(max_tokens, short_seq_prob, rng)

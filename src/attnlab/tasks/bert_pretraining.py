@@ -1,6 +1,8 @@
-"""BERT pretraining: masked-LM loss, accuracy and perplexity, plus next-sentence prediction.
+"""BERT pretraining: masked-LM loss, accuracy and perplexity, plus a sentence-pair objective:
+next-sentence prediction (BERT) or sentence-order prediction (ALBERT).
 
-loss = CE(MLM logits at the masked positions, original tokens) [+ CE(NSP logits, IsNext/NotNext)]
+loss = CE(MLM logits at the masked positions, original tokens)
+       [+ nsp_weight * CE(pair logits, IsNext/NotNext or InOrder/Swapped)]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from attnlab.data.collate import IGNORE_INDEX
+from attnlab.data.pretraining_examples import PAIR_OBJECTIVES
 from attnlab.errors import ConfigError
 from attnlab.tasks.base import BaseTask
 from attnlab.tasks.metrics import Perplexity
@@ -22,21 +25,27 @@ from attnlab.tasks.metrics import Perplexity
 class BertPretrainingTask(BaseTask):
     """``net(ids, segments, mask, masked_positions) -> (MLM logits (N, V), NSP logits (B, 2))``.
 
-    ``nsp`` adds the next-sentence loss (the batch must carry ``next_sentence_labels``). To
-    start from real BERT weights, build ``net`` with ``model=bert_pretrained``.
+    ``nsp`` adds the sentence-pair loss (the batch must carry ``next_sentence_labels``), logged
+    as ``<pair_objective>_loss`` / ``_acc`` (nsp or sop: the head is the same). To start from
+    real BERT weights, build ``net`` with ``model=bert_pretrained``.
     """
-
-    loss_names = ("loss", "mlm_loss", "nsp_loss")
 
     def __init__(
         self,
         vocab_size: int,
         nsp: bool = True,
         nsp_weight: float = 1.0,
+        pair_objective: str = "nsp",
         **base: Any,
     ) -> None:
+        if pair_objective not in PAIR_OBJECTIVES:
+            raise ConfigError(
+                f"task.pair_objective={pair_objective} is not one of {', '.join(PAIR_OBJECTIVES)}"
+            )
         self.vocab_size = vocab_size
         self.nsp = nsp
+        self.pair = pair_objective
+        self.loss_names = ("loss", "mlm_loss", f"{pair_objective}_loss")
         super().__init__(**base)
         self.nsp_weight = nsp_weight
 
@@ -46,7 +55,7 @@ class BertPretrainingTask(BaseTask):
             "mlm_ppl": Perplexity(),
         }
         if self.nsp:
-            metrics["nsp_acc"] = MulticlassAccuracy(2, average="micro")
+            metrics[f"{self.pair}_acc"] = MulticlassAccuracy(2, average="micro")
         return MetricCollection(metrics)
 
     def setup(self, stage: str) -> None:
@@ -82,10 +91,10 @@ class BertPretrainingTask(BaseTask):
         self.log_mean(stage, "mlm_loss", mlm_loss, size)
         if self.nsp:
             labels = batch["next_sentence_labels"]
-            nsp_loss = F.cross_entropy(nsp_logits.float(), labels)
-            loss = loss + self.nsp_weight * nsp_loss
-            metrics["nsp_acc"].update(nsp_logits.detach(), labels)
-            self.log_mean(stage, "nsp_loss", nsp_loss, size)
+            pair_loss = F.cross_entropy(nsp_logits.float(), labels)
+            loss = loss + self.nsp_weight * pair_loss
+            metrics[f"{self.pair}_acc"].update(nsp_logits.detach(), labels)
+            self.log_mean(stage, f"{self.pair}_loss", pair_loss, size)
         self.log_metrics(stage, loss, batch_size=size)
         return loss
 
