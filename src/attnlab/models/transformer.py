@@ -65,12 +65,17 @@ class EncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         attn_impl: str = "math",
         fused_qkv: bool = True,
+        attention_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.activation_name = activation
         self.attention = MultiHeadAttention(
-            d_model, num_heads, dropout, impl=attn_impl, fused_qkv=fused_qkv
+            d_model,
+            num_heads,
+            dropout if attention_dropout is None else attention_dropout,
+            impl=attn_impl,
+            fused_qkv=fused_qkv,
         )
         self.attention_dropout = nn.Dropout(dropout)
         self.attention_norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -159,6 +164,8 @@ class EncoderConfig:
 
     ``final_norm`` null: a final LayerNorm when pre-norm. ``fused_qkv``: one (D, 3D) matmul for
     the queries, keys and values. ``skip_padding``: the layers run on the packed real tokens.
+    ``attention_dropout`` null: ``dropout`` on the attention weights too; 0 keeps torch's fused
+    CPU attention kernel, which a dropout on the weights leaves for the slower math path.
     """
 
     num_layers: int
@@ -173,6 +180,7 @@ class EncoderConfig:
     final_norm: bool | None = None
     fused_qkv: bool = True
     skip_padding: bool = False
+    attention_dropout: float | None = None
 
     @classmethod
     def of(cls, arguments: Mapping[str, Any], **fixed: Any) -> EncoderConfig:
@@ -204,6 +212,7 @@ class Encoder(nn.Module):
                 config.layer_norm_eps,
                 config.attn_impl,
                 config.fused_qkv,
+                config.attention_dropout,
             )
             for _ in range(config.num_layers)
         )
