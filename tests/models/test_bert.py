@@ -80,21 +80,6 @@ def test_attention_maps_are_per_layer_distributions_with_zero_on_padding() -> No
     assert maps[0][1, :, :, 7:].abs().max() == 0
 
 
-def test_pair_head_std_sets_the_pooler_and_nsp_head_init_only() -> None:
-    """``pair_head_std`` re-draws the two layers the pair loss passes through; the rest keep
-    BERT's N(0, 0.02), and leaving it null is BERT's init everywhere."""
-    d_model = 256
-    sizes = {**SIZES, "d_model": d_model, "num_heads": 4}
-    torch.manual_seed(0)
-    wide = BertForPreTraining(VOCAB, pair_head_std=d_model**-0.5, **sizes)
-    plain = BertForPreTraining(VOCAB, **sizes)
-    for model, std in ((wide, d_model**-0.5), (plain, 0.02)):
-        assert model.bert.pooler.weight.std().item() == pytest.approx(std, rel=0.05)
-        assert model.nsp_head.weight.std().item() == pytest.approx(std, rel=0.15)  # 2 x 256
-    encoder_weight = wide.bert.encoder.layers[0].feed_forward.intermediate.weight
-    assert encoder_weight.std().item() == pytest.approx(0.02, rel=0.05)
-
-
 def test_sinusoidal_option_has_no_position_table() -> None:
     model = _bert(positional="sinusoidal")
     assert not any("position_embeddings" in name for name, _ in model.named_parameters())

@@ -167,22 +167,9 @@ def cls_and_masked_rows(masked: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class BertForPreTraining(nn.Module):
-    """``BertModel`` with the masked-LM head and the next-sentence-prediction head.
+    """``BertModel`` with the masked-LM head and the next-sentence-prediction head."""
 
-    ``pair_head_std``: the std of the pooler's and the NSP head's initial weights (null: BERT's
-    0.02). The pair loss reaches the encoder through both, so its gradient there scales with
-    (std * sqrt(width))^2: 0.3 of a unit gain at BERT-Base's width 768, but 0.05 at BERT-Tiny's
-    128, where the masked LM's gradient then drowns it and [CLS] stays a constant for many
-    epochs. 1/sqrt(width) gives the pair loss a unit-gain path at any width.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        last_layer_masked_only: bool = True,
-        pair_head_std: float | None = None,
-        **bert: Any,
-    ) -> None:
+    def __init__(self, vocab_size: int, last_layer_masked_only: bool = True, **bert: Any) -> None:
         super().__init__()
         self.last_layer_masked_only = last_layer_masked_only
         self.bert = BertModel(vocab_size, **bert)
@@ -191,9 +178,6 @@ class BertForPreTraining(nn.Module):
         self.mlm_head = MaskedLMHead(self.bert.embeddings.word_embeddings, eps)
         self.nsp_head = nn.Linear(self.bert.pooler.out_features, 2)
         init_bert_weights(self.nsp_head)
-        if pair_head_std is not None:
-            for layer in (self.bert.pooler, self.nsp_head):
-                nn.init.normal_(layer.weight, std=pair_head_std)
 
     def forward(
         self,
