@@ -1,7 +1,7 @@
 """What dropout on the attention weights costs on a CPU: the ViT's train step with and without.
 
 Both models are the ``vit`` experiment's default size with ``dropout=0.1`` on the embeddings and
-residual branches; one also drops attention weights (``attention_dropout`` null follows
+residual branches; one also drops attention weights (``attention_probs_dropout`` null follows
 ``dropout``), which torch's fused CPU attention kernel does not take. Forward + backward on one
 batch of 128 random 28x28 images, the two interleaved, median of 15 after 3 warm-up steps.
 
@@ -25,10 +25,10 @@ def main() -> None:
     torch.manual_seed(0)
     images, labels = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
     models = {
-        attention_dropout: VisionTransformer(
-            10, num_layers=6, dropout=0.1, attention_dropout=attention_dropout
+        attention_probs_dropout: VisionTransformer(
+            10, num_layers=6, dropout=0.1, attention_probs_dropout=attention_probs_dropout
         )
-        for attention_dropout in (None, 0.0)
+        for attention_probs_dropout in (None, 0.0)
     }
     times: dict[float | None, list[float]] = {key: [] for key in models}
     for step in range(WARMUP + STEPS):
@@ -39,7 +39,11 @@ def main() -> None:
             if step >= WARMUP:
                 times[key].append(time.perf_counter() - start)
     for key, elapsed in times.items():
-        name = "attention_dropout=null (0.1)" if key is None else f"attention_dropout={key}"
+        name = (
+            "attention_probs_dropout=null (0.1)"
+            if key is None
+            else f"attention_probs_dropout={key}"
+        )
         print(f"{name}: {1000 * statistics.median(elapsed):.0f} ms a step")
 
 

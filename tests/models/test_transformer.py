@@ -107,19 +107,19 @@ def test_unknown_activation() -> None:
         EncoderLayer(D_MODEL, HEADS, D_FF, activation="swish")
 
 
-def test_attention_dropout_is_its_own_knob() -> None:
-    """``attention_dropout`` drops attention weights only; null follows ``dropout``."""
+def test_attention_probs_dropout_is_its_own_knob() -> None:
+    """``attention_probs_dropout`` drops attention weights only; null follows ``dropout``."""
     x = torch.randn(BATCH, LENGTH, D_MODEL)
 
     def encoder(**dropouts: float | None) -> Encoder:
         config = EncoderConfig(2, D_MODEL, HEADS, D_FF, norm_first=True, **dropouts)
         return Encoder(config).train()
 
-    weights_only = encoder(dropout=0.0, attention_dropout=0.5)
+    weights_only = encoder(dropout=0.0, attention_probs_dropout=0.5)
     assert not torch.equal(weights_only(x)[0], weights_only(x)[0])  # random: the weights drop
-    residual_only = encoder(dropout=0.3, attention_dropout=0.0)
+    residual_only = encoder(dropout=0.3, attention_probs_dropout=0.0)
     layer = residual_only.layers[0]
     assert (layer.attention.dropout.p, layer.feed_forward_dropout.p) == (0.0, 0.3)
     assert encoder(dropout=0.3).layers[0].attention.dropout.p == 0.3
-    no_dropout = encoder(dropout=0.0, attention_dropout=0.0)
+    no_dropout = encoder(dropout=0.0, attention_probs_dropout=0.0)
     torch.testing.assert_close(no_dropout(x)[0], no_dropout.eval()(x)[0])

@@ -65,7 +65,7 @@ class EncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         attn_impl: str = "math",
         fused_qkv: bool = True,
-        attention_dropout: float | None = None,
+        attention_probs_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
@@ -73,7 +73,7 @@ class EncoderLayer(nn.Module):
         self.attention = MultiHeadAttention(
             d_model,
             num_heads,
-            dropout if attention_dropout is None else attention_dropout,
+            dropout if attention_probs_dropout is None else attention_probs_dropout,
             impl=attn_impl,
             fused_qkv=fused_qkv,
         )
@@ -164,8 +164,8 @@ class EncoderConfig:
 
     ``final_norm`` null: a final LayerNorm when pre-norm. ``fused_qkv``: one (D, 3D) matmul for
     the queries, keys and values. ``skip_padding``: the layers run on the packed real tokens.
-    ``attention_dropout`` null: ``dropout`` on the attention weights too; 0 keeps torch's fused
-    CPU attention kernel, which a dropout on the weights leaves for the slower math path.
+    ``attention_probs_dropout`` (HF's ``attention_probs_dropout_prob``) null: ``dropout`` on the
+    attention weights too; 0 keeps torch's fused CPU attention kernel, which takes no dropout.
     """
 
     num_layers: int
@@ -180,7 +180,7 @@ class EncoderConfig:
     final_norm: bool | None = None
     fused_qkv: bool = True
     skip_padding: bool = False
-    attention_dropout: float | None = None
+    attention_probs_dropout: float | None = None
 
     @classmethod
     def of(cls, arguments: Mapping[str, Any], **fixed: Any) -> EncoderConfig:
@@ -212,7 +212,7 @@ class Encoder(nn.Module):
                 config.layer_norm_eps,
                 config.attn_impl,
                 config.fused_qkv,
-                config.attention_dropout,
+                config.attention_probs_dropout,
             )
             for _ in range(config.num_layers)
         )

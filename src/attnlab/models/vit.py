@@ -141,7 +141,7 @@ class VisionTransformer(nn.Module):
         num_layers: int = 4,
         d_ff: int = 128,
         dropout: float = 0.1,
-        attention_dropout: float | None = None,
+        attention_probs_dropout: float | None = None,
         positional: str = "learned",
         pooling: str = "cls",
         layer_norm_eps: float = 1e-6,
