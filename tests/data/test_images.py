@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from attnlab.data.image_files import read_idx
 from attnlab.data.image_transforms import (
     convert_channels,
+    random_affine,
     random_hflip,
     random_shift,
     resize_images,
@@ -146,11 +147,43 @@ def test_random_hflip_mirrors_about_half() -> None:
     assert 150 < mirrored.sum() < 250
 
 
-def test_hflip_is_off_by_default_and_unknown_augment_keys_are_errors() -> None:
+def test_random_affine_without_rotation_or_zoom_is_the_identity() -> None:
+    images = torch.rand(8, 3, 10, 10)
+    torch.testing.assert_close(random_affine(images, 0.0, 0.0), images, atol=1e-6, rtol=0)
+
+
+def test_random_rotation_turns_a_bar_and_keeps_a_disc() -> None:
+    """Rotations about the centre: a centred disc stays itself, a horizontal bar tilts by a
+    different angle in each image, up to the limit (a bar turned by 30 degrees at most never
+    reaches the vertical)."""
+    torch.manual_seed(0)
+    coords = torch.arange(21.0) - 10
+    radius = (coords[:, None] ** 2 + coords[None, :] ** 2).sqrt()
+    disc = (radius <= 6).float().expand(50, 1, 21, 21)
+    changed = (random_affine(disc, 30.0, 0.0) - disc).abs()[:, 0]
+    assert changed[:, (radius < 4.5) | (radius > 7.5)].max() < 1e-5  # only the rim changes
+    bar = torch.zeros(50, 1, 21, 21)
+    bar[:, :, 10, 2:19] = 1.0
+    turned = random_affine(bar, 30.0, 0.0)
+    off_row = turned[:, 0].sum(2)[:, [r for r in range(21) if r not in (9, 10, 11)]].sum(1)
+    assert (off_row > 1).float().mean() > 0.5  # most bars leave their row
+    assert turned[:, 0, :, 10].sum(1).max() < 3  # none stands upright in the centre column
+
+
+def test_random_zoom_scales_the_area_within_the_limit() -> None:
+    torch.manual_seed(0)
+    square = torch.zeros(200, 1, 32, 32)
+    square[:, :, 12:20, 12:20] = 1.0
+    area = random_affine(square, 0.0, 0.25).sum((1, 2, 3)) / 64
+    assert area.min() > 0.75**2 - 0.05 and area.max() < 1.25**2 + 0.05
+    assert area.min() < 0.8 and area.max() > 1.3  # both ways, not just the identity
+
+
+def test_augmentation_is_off_by_default_and_unknown_augment_keys_are_errors() -> None:
     datamodule = ImageDataModule(source=EMBEDDED)
-    assert datamodule.augment == {"shift": 0, "hflip": False}
-    with pytest.raises(DataError, match=r"unknown data.augment keys \['rotate'\]"):
-        ImageDataModule(source=EMBEDDED, augment={"rotate": 10})
+    assert datamodule.augment == {"shift": 0, "hflip": False, "rotate": 0.0, "scale": 0.0}
+    with pytest.raises(DataError, match=r"unknown data.augment keys \['shear'\]"):
+        ImageDataModule(source=EMBEDDED, augment={"shear": 10})
 
 
 def test_channels_convert_grey_to_rgb_and_back() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -55,6 +56,21 @@ def random_shift(images: Tensor, max_shift: int) -> Tensor:
     return picked.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
 
 
+def random_affine(images: Tensor, max_degrees: float, max_scale: float) -> Tensor:
+    """Rotate each image by up to ``max_degrees`` either way and zoom it by a factor in
+    ``1 +- max_scale`` about its centre (bilinear, zeros outside): the pose changes a small
+    dataset lacks, which a ViT, with no convolutional prior, must learn from examples."""
+    batch = images.size(0)
+    angle = (torch.rand(batch) * 2 - 1) * math.radians(max_degrees)
+    zoom = 1 + (torch.rand(batch) * 2 - 1) * max_scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    zero = torch.zeros(batch)
+    # affine_grid maps output to input coordinates: dividing by the zoom enlarges the image.
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def random_hflip(images: Tensor) -> Tensor:
     """Mirror a random half of the images left-right."""
     flip = torch.rand(images.size(0)) < 0.5
@@ -63,18 +79,28 @@ def random_hflip(images: Tensor) -> Tensor:
 
 class ImageBatch:
     """(uint8 image, label) examples -> {"images": normalised float, "labels"}, augmented first
-    when ``shift``/``hflip`` are set (the training loader)."""
+    when ``rotate``/``scale``/``shift``/``hflip`` are set (the training loader)."""
 
     def __init__(
-        self, mean: Sequence[float], std: Sequence[float], shift: int = 0, hflip: bool = False
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        shift: int = 0,
+        hflip: bool = False,
+        rotate: float = 0.0,
+        scale: float = 0.0,
     ) -> None:
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
         self.shift = shift
         self.hflip = hflip
+        self.rotate = rotate
+        self.scale = scale
 
     def __call__(self, examples: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
         images = torch.stack([image for image, _ in examples]).float() / 255
+        if self.rotate or self.scale:
+            images = random_affine(images, self.rotate, self.scale)
         if self.shift:
             images = random_shift(images, self.shift)
         if self.hflip:

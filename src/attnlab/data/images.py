@@ -8,8 +8,9 @@ once into uint8 tensors (N, C, H, W) held in memory, which suits MNIST- and CIFA
 Missing validation/test splits are carved from train by ``ensure_splits`` (a seeded shuffle).
 
 Batches are ``{"images": float (B, C, H, W), "labels": (B,)}``: pixels scaled to [0, 1], in
-training randomly shifted (zero padding, then a random crop) and optionally flipped, then
-normalised with per-channel mean/std from the config or computed on the train split.
+training optionally rotated and zoomed, randomly shifted (zero padding, then a random crop) and
+optionally flipped, then normalised with per-channel mean/std from the config or computed on the
+train split.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from attnlab.data.sources import (
 )
 
 SOURCE_KEYS = ("hub", "hub_config", "folder", "idx", "embedded")
-AUGMENT_DEFAULTS = {"shift": 0, "hflip": False}
+AUGMENT_DEFAULTS = {"shift": 0, "hflip": False, "rotate": 0.0, "scale": 0.0}
 
 
 def _as_list(value: float | Sequence[float] | None) -> list[float] | None:
