@@ -110,11 +110,16 @@ def test_a_shift_below_one_is_a_fraction_of_the_image_side() -> None:
 
 
 def test_training_shifts_are_sized_to_the_images(tmp_path: Path) -> None:
-    """The same data.augment.shift (a fraction) moves 14-pixel digits by 1 pixel at most."""
+    """The same data.augment.shift (a fraction) moves 14-pixel digits by 1 pixel at most; every
+    augmentation is for the training batches only."""
     folder = digit_folder(tmp_path, size=14, per_class=4)
-    datamodule = ImageDataModule(source={"folder": str(folder)}, augment={"shift": 0.07})
+    augment = {"shift": 0.07, "rotate": 10, "scale": 0.1}
+    datamodule = ImageDataModule(source={"folder": str(folder)}, augment=augment)
     datamodule.setup()
-    assert datamodule.train_dataloader().collate_fn.shift == 1
+    train = datamodule.train_dataloader().collate_fn
+    assert (train.shift, train.rotate, train.scale) == (1, 10, 0.1)
+    evaluation = datamodule.val_dataloader().collate_fn
+    assert (evaluation.shift, evaluation.rotate, evaluation.scale) == (0, 0, 0)  # training only
 
 
 def test_random_shift_moves_whole_images_by_at_most_the_padding() -> None:
