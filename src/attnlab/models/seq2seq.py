@@ -77,14 +77,16 @@ class Seq2Seq(nn.Module):
         memory, state = self.encoder(src_ids, src_mask)
         keys = self.decoder.keys(memory)
         own_predictions = teacher_forcing < 1.0
-        inputs = self.decoder.embed(tgt_ids)  # (B, T, E)
-        y, outputs, alphas = inputs[:, 0], [], []
+        # One view per step: backward stacks their gradients once, where indexing inputs[:, m]
+        # would zero-fill and add a whole (B, T, E) gradient at every step.
+        inputs = self.decoder.embed(tgt_ids).unbind(1)  # T x (B, E)
+        y, outputs, alphas = inputs[0], [], []
         for m in range(tgt_ids.size(1)):
             features, state, alpha = self.decoder.step(y, state, memory, keys, src_mask)
             outputs.append(self.decoder.logits(features) if own_predictions else features)
             alphas.append(alpha)
             if m + 1 < tgt_ids.size(1):
-                y = inputs[:, m + 1]
+                y = inputs[m + 1]
                 if own_predictions and torch.rand(()) >= teacher_forcing:
                     y = self.decoder.embed(outputs[-1].argmax(-1))
         outputs = torch.stack(outputs, dim=1)
