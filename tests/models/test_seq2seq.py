@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.models.attention import SCORE_FUNCTIONS
 from attnlab.models.rnn import RNNDecoder, RNNEncoder
@@ -61,9 +62,35 @@ def test_encoder_states_and_bridge(bidirectional: bool, cell: str) -> None:
     src, mask = _batch([4, 6])
     states, final = encoder(src, mask)
     assert states.shape == (2, 6, 12 * (2 if bidirectional else 1))
-    assert (states[~mask] == 0).all()  # packed: padding is never run through the RNN
+    assert (states[~mask] == 0).all()  # padding is never read
     for part in final if cell == "lstm" else (final,):
         assert part.shape == (2, 2, 10)  # (layers, batch, decoder size)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_gru_encoder_equals_the_packed_gru(bidirectional: bool, num_layers: int) -> None:
+    """The padded run with per-sentence reversal gives torch's packed states, final states and
+    gradients (float64)."""
+    torch.manual_seed(0)
+    encoder = RNNEncoder(SRC_VOCAB, 8, 12, num_layers, "gru", bidirectional, dropout=0.0)
+    encoder = encoder.double()
+    lengths = [9, 3, 1, 6, 2]
+    src, mask = _batch(lengths)
+    states, final = encoder(src, mask)
+    packed = pack_padded_sequence(
+        encoder.embedding(src), torch.tensor(lengths), batch_first=True, enforce_sorted=False
+    )
+    packed_states, packed_final = encoder.rnn(packed)
+    reference = pad_packed_sequence(packed_states, batch_first=True)[0]
+    reference_final = encoder._to_decoder(packed_final)
+    torch.testing.assert_close(states, reference, atol=1e-12, rtol=0)
+    torch.testing.assert_close(final, reference_final, atol=1e-12, rtol=0)
+    weights = list(encoder.rnn.parameters())
+    grads = torch.autograd.grad(states.sin().sum() + final.square().sum(), weights)
+    reference_loss = reference.sin().sum() + reference_final.square().sum()
+    for grad, expected in zip(grads, torch.autograd.grad(reference_loss, weights), strict=True):
+        torch.testing.assert_close(grad, expected, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("attention", SCORE_FUNCTIONS)

