@@ -20,13 +20,28 @@ def _inputs(n: int = 70, d: int = 16, v: int = 50, dtype: torch.dtype = torch.fl
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 16, 1000])
-def test_loss_and_gradients_equal_cross_entropy_on_the_full_logits(chunk_rows: int) -> None:
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_loss_and_gradients_equal_cross_entropy_on_the_full_logits(
+    chunk_rows: int, with_bias: bool, label_smoothing: float
+) -> None:
     hidden, weight, labels = _inputs()
-    expected = F.cross_entropy(hidden @ weight.T, labels, ignore_index=-100)
-    expected_grads = torch.autograd.grad(expected * 3.0, (hidden, weight))
-    loss = linear_cross_entropy(hidden, weight, labels, chunk_rows=chunk_rows)
-    grads = torch.autograd.grad(loss * 3.0, (hidden, weight))
+    bias = (
+        torch.randn(weight.size(0), dtype=weight.dtype, requires_grad=True) if with_bias else None
+    )
+    inputs = (hidden, weight) if bias is None else (hidden, weight, bias)
+    expected = F.cross_entropy(
+        F.linear(hidden, weight, bias), labels, ignore_index=-100, label_smoothing=label_smoothing
+    )
+    expected_grads = torch.autograd.grad(expected * 3.0, inputs)
+    loss, nll = linear_cross_entropy(
+        hidden, weight, labels, bias=bias, label_smoothing=label_smoothing, chunk_rows=chunk_rows
+    )
+    grads = torch.autograd.grad(loss * 3.0, inputs)
     torch.testing.assert_close(loss, expected, rtol=0, atol=1e-12)
+    expected_nll = F.cross_entropy(F.linear(hidden, weight, bias), labels, ignore_index=-100)
+    torch.testing.assert_close(nll, expected_nll.detach(), rtol=0, atol=1e-12)
+    assert not nll.requires_grad
     for got, want in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
@@ -35,7 +50,7 @@ def test_under_bf16_autocast_it_matches_cross_entropy_on_autocast_logits() -> No
     hidden, weight, labels = _inputs(dtype=torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         expected = F.cross_entropy((hidden @ weight.T).float(), labels)
-        loss = linear_cross_entropy(hidden, weight, labels, chunk_rows=32)
+        loss, _ = linear_cross_entropy(hidden, weight, labels, chunk_rows=32)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, expected, rtol=0, atol=1e-5)
     loss.backward()
@@ -45,7 +60,7 @@ def test_under_bf16_autocast_it_matches_cross_entropy_on_autocast_logits() -> No
 def test_without_grad_it_only_computes_the_loss() -> None:
     hidden, weight, labels = _inputs()
     with torch.no_grad():
-        loss = linear_cross_entropy(hidden, weight, labels, chunk_rows=8)
+        loss, _ = linear_cross_entropy(hidden, weight, labels, chunk_rows=8)
     expected = F.cross_entropy(hidden @ weight.T, labels)
     torch.testing.assert_close(loss, expected.detach(), rtol=0, atol=1e-12)
 

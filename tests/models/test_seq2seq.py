@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.models.attention import SCORE_FUNCTIONS
@@ -91,6 +92,31 @@ def test_gru_encoder_equals_the_packed_gru(bidirectional: bool, num_layers: int)
     reference_loss = reference.sin().sum() + reference_final.square().sum()
     for grad, expected in zip(grads, torch.autograd.grad(reference_loss, weights), strict=True):
         torch.testing.assert_close(grad, expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_the_loss_equals_cross_entropy_on_the_logits(label_smoothing: float) -> None:
+    """``loss`` (projection on real target rows only, in chunks) against ``F.cross_entropy`` on
+    ``forward``'s logits: the loss, the unsmoothed nll and every gradient (float64)."""
+    model = _model("mlp").double()
+    src, mask = _batch([5, 3, 7])
+    tgt = torch.randint(3, TGT_VOCAB, (3, 7))
+    tgt[1, 4:] = PAD
+    inputs, labels = tgt[:, :-1], tgt[:, 1:]
+    logits, _ = model(src, mask, inputs)
+    flat = logits.flatten(0, 1), labels.flatten()
+    expected = F.cross_entropy(*flat, ignore_index=PAD, label_smoothing=label_smoothing)
+    expected_nll = F.cross_entropy(*flat, ignore_index=PAD)
+    expected_grads = torch.autograd.grad(expected, list(model.parameters()), allow_unused=True)
+    loss, nll = model.loss(src, mask, inputs, labels, label_smoothing=label_smoothing)
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    torch.testing.assert_close(loss, expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(nll, expected_nll.detach(), atol=1e-12, rtol=0)
+    for grad, want in zip(grads, expected_grads, strict=True):
+        if want is None:
+            assert grad is None
+        else:
+            torch.testing.assert_close(grad, want, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("attention", SCORE_FUNCTIONS)

@@ -82,9 +82,10 @@ class TransformerLM(nn.Module):
         x, _ = self.encoder(self.embed(ids), mask=mask, causal=True)
         if labels is None:
             return self.lm_head(x)
-        return linear_cross_entropy(
+        loss, _ = linear_cross_entropy(
             x.flatten(0, 1), self.lm_head.weight, labels.flatten(), ignore_index
         )
+        return loss
 
     def attention_maps(self, ids: Tensor, mask: Tensor | None = None) -> list[Tensor]:
         """The causal self-attention weights of every layer, [(B, H, T, T)], for plots."""

@@ -34,50 +34,59 @@ class _LinearCrossEntropy(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx,
         hidden: Tensor,
         weight: Tensor,
+        bias: Tensor | None,
         labels: Tensor,
         ignore_index: int,
+        label_smoothing: float,
         chunk_rows: int,
         backward: bool,
     ) -> Tensor:
         dtype = _compute_dtype(hidden)
         reduced = torch.promote_types(dtype, torch.float32)  # softmax and sums: >= float32
         h, w = hidden.to(dtype), weight.to(dtype)
+        b = None if bias is None else bias.to(dtype)
         valid = labels != ignore_index
         count = valid.sum().clamp(min=1)
         grad_h = torch.empty_like(h) if backward else None
         grad_w = torch.zeros(weight.shape, dtype=reduced, device=weight.device)
+        grad_b = None if bias is None else torch.zeros(bias.shape, dtype=reduced, device=b.device)
         total = torch.zeros((), dtype=reduced, device=hidden.device)
+        total_nll = torch.zeros((), dtype=reduced, device=hidden.device)
         for start in range(0, h.size(0), chunk_rows):
             rows = slice(start, start + chunk_rows)
             keep, targets = valid[rows], labels[rows].clamp(min=0)
-            logits = (h[rows] @ w.T).to(reduced)  # (c, V)
+            logits = (h[rows] @ w.T if b is None else torch.addmm(b, h[rows], w.T)).to(reduced)
             log_z = torch.logsumexp(logits, dim=-1)
-            picked = logits.gather(1, targets[:, None]).squeeze(1)
-            total += ((log_z - picked) * keep).sum()
-            if backward:  # d(mean loss)/d logits = (softmax - one-hot) / count, on kept rows
+            nll = log_z - logits.gather(1, targets[:, None]).squeeze(1)  # -log p(target)
+            total_nll += (nll * keep).sum()
+            if label_smoothing:  # (1 - eps) of it, plus eps of the mean -log p over the vocabulary
+                nll = (1 - label_smoothing) * nll + label_smoothing * (log_z - logits.mean(-1))
+            total += (nll * keep).sum()
+            if backward:  # d(mean loss)/d logits = (softmax - smoothed one-hot) / count
                 grad = logits.sub_(log_z[:, None]).exp_()
-                grad[torch.arange(len(targets), device=grad.device), targets] -= 1
+                grad[torch.arange(len(targets), device=grad.device), targets] -= 1 - label_smoothing
+                if label_smoothing:
+                    grad -= label_smoothing / grad.size(-1)
                 grad *= (keep.to(reduced) / count)[:, None]
+                if grad_b is not None:
+                    grad_b += grad.sum(0)
                 grad = grad.to(dtype)
                 grad_h[rows] = grad @ w
                 grad_w += grad.T @ h[rows]
         if backward:
-            ctx.save_for_backward(grad_h, grad_w)
-            ctx.dtypes = (hidden.dtype, weight.dtype)
-        return total / count
+            ctx.save_for_backward(grad_h, grad_w, grad_b)
+            ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        nll = total_nll / count
+        ctx.mark_non_differentiable(nll)
+        return total / count, nll
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_loss: Tensor) -> tuple:
-        grad_h, grad_w = ctx.saved_tensors
-        hidden_dtype, weight_dtype = ctx.dtypes
-        return (
-            (grad_h * grad_loss).to(hidden_dtype),
-            (grad_w * grad_loss).to(weight_dtype),
-            None,
-            None,
-            None,
-            None,
-        )
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_loss: Tensor, _: Tensor) -> tuple:
+        grads = [
+            None if grad is None else (grad * grad_loss).to(dtype)
+            for grad, dtype in zip(ctx.saved_tensors, ctx.dtypes, strict=True)
+        ]
+        return (*grads, None, None, None, None, None)
 
 
 def linear_cross_entropy(
@@ -85,9 +94,16 @@ def linear_cross_entropy(
     weight: Tensor,
     labels: Tensor,
     ignore_index: int = -100,
+    bias: Tensor | None = None,
+    label_smoothing: float = 0.0,
     chunk_rows: int = CHUNK_ROWS,
-) -> Tensor:
-    """``F.cross_entropy(hidden @ weight.T, labels, ignore_index=...)`` (mean over the kept
-    labels) for hidden (N, D), weight (V, D), labels (N,), computed ``chunk_rows`` at a time."""
-    backward = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    return _LinearCrossEntropy.apply(hidden, weight, labels, ignore_index, chunk_rows, backward)
+) -> tuple[Tensor, Tensor]:
+    """``F.cross_entropy(F.linear(hidden, weight, bias), labels, ignore_index=...,
+    label_smoothing=...)`` (mean over the kept labels) for hidden (N, D), weight (V, D), bias
+    (V,), labels (N,), computed ``chunk_rows`` at a time; and beside it the mean -log p(label)
+    without smoothing, which perplexity needs (the loss itself when ``label_smoothing`` is 0)."""
+    needs = [hidden, weight] if bias is None else [hidden, weight, bias]
+    backward = torch.is_grad_enabled() and any(t.requires_grad for t in needs)
+    return _LinearCrossEntropy.apply(
+        hidden, weight, bias, labels, ignore_index, label_smoothing, chunk_rows, backward
+    )

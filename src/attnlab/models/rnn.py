@@ -16,6 +16,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.models.attention import build_score, masked_softmax
+from attnlab.models.losses import linear_cross_entropy
 
 RNN_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -306,4 +307,18 @@ class RNNDecoder(nn.Module):
 
     def logits(self, features: Tensor) -> Tensor:
         """features (..., F) -> next-token logits (..., vocab_size)."""
-        return self.output(self.dropout(torch.tanh(self.pre_output(features))))
+        return self.output(self._pre_logits(features))
+
+    def loss(self, features: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> tuple:
+        """features (N, F), labels (N,) -> (mean cross-entropy, mean -log p(label)) through the
+        vocabulary projection chunk by chunk (``linear_cross_entropy``), never the (N, V) logits."""
+        return linear_cross_entropy(
+            self._pre_logits(features),
+            self.output.weight,
+            labels,
+            bias=self.output.bias,
+            label_smoothing=label_smoothing,
+        )
+
+    def _pre_logits(self, features: Tensor) -> Tensor:
+        return self.dropout(torch.tanh(self.pre_output(features)))

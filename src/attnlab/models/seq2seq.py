@@ -8,6 +8,7 @@ greedy decoding and beam search, each returning the attention alignments when th
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
@@ -74,6 +75,43 @@ class Seq2Seq(nn.Module):
         predict y_{m+1}. With ``teacher_forcing`` < 1 each step feeds, with that probability, the
         true previous token, else the model's own prediction (the same choice for the batch).
         """
+        outputs, alignments, are_logits = self._teacher_forced(
+            src_ids, src_mask, tgt_ids, teacher_forcing
+        )
+        return (outputs if are_logits else self.decoder.logits(outputs)), alignments
+
+    def loss(
+        self,
+        src_ids: Tensor,
+        src_mask: Tensor,
+        tgt_ids: Tensor,
+        labels: Tensor,
+        teacher_forcing: float = 1.0,
+        label_smoothing: float = 0.0,
+    ) -> tuple[Tensor, Tensor]:
+        """The training loss of ``forward``'s logits against ``labels`` (B, T), the next tokens
+        (``tgt_pad_id`` where there is none): (mean cross-entropy, mean -log p(label)), the
+        second unsmoothed, for perplexity.
+
+        Under teacher forcing the vocabulary projection runs on the real target positions only
+        and chunk by chunk (``RNNDecoder.loss``): the same values and gradients as
+        ``F.cross_entropy`` on the logits, without their (B x T, V) tensors.
+        """
+        outputs, _, are_logits = self._teacher_forced(src_ids, src_mask, tgt_ids, teacher_forcing)
+        if not are_logits:
+            real = labels != self.tgt_pad_id
+            return self.decoder.loss(outputs[real], labels[real], label_smoothing)
+        logits, labels = outputs.flatten(0, 1).float(), labels.flatten()
+        pad = self.tgt_pad_id
+        loss = F.cross_entropy(logits, labels, ignore_index=pad, label_smoothing=label_smoothing)
+        return loss, F.cross_entropy(logits.detach(), labels, ignore_index=pad)
+
+    def _teacher_forced(
+        self, src_ids: Tensor, src_mask: Tensor, tgt_ids: Tensor, teacher_forcing: float
+    ) -> tuple[Tensor, Tensor | None, bool]:
+        """The decoder run over ``tgt_ids``: per-step outputs (B, T, ...), alignments, and
+        whether the outputs are logits already (when a step may feed its own prediction) or the
+        features ``RNNDecoder.logits`` takes."""
         memory, state = self.encoder(src_ids, src_mask)
         keys = self.decoder.keys(memory)
         own_predictions = teacher_forcing < 1.0
@@ -89,9 +127,7 @@ class Seq2Seq(nn.Module):
                 y = inputs[m + 1]
                 if own_predictions and torch.rand(()) >= teacher_forcing:
                     y = self.decoder.embed(outputs[-1].argmax(-1))
-        outputs = torch.stack(outputs, dim=1)
-        logits = outputs if own_predictions else self.decoder.logits(outputs)
-        return logits, _stack_or_none(alphas)
+        return torch.stack(outputs, dim=1), _stack_or_none(alphas), own_predictions
 
     @torch.no_grad()
     def greedy_decode(

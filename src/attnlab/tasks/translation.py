@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.text import SacreBLEUScore
@@ -76,26 +75,26 @@ class TranslationTask(BaseTask):
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced logits (B, T, V) for ``tgt_ids[:, 1:]``, and the alignments."""
-        teacher_forcing = self.teacher_forcing if self.training else 1.0
-        return self.net(
-            batch["src_ids"], batch["src_mask"], batch["tgt_ids"][:, :-1], teacher_forcing
-        )
+        return self.net(*self._teacher_forced(batch))
 
     def step(self, batch: dict[str, Any], stage: str) -> Tensor:
-        logits, _ = self(batch)
-        logits, labels = logits.flatten(0, 1).float(), batch["tgt_ids"][:, 1:].flatten()
-        pad = self.net.tgt_pad_id
-        loss = F.cross_entropy(
-            logits, labels, ignore_index=pad, label_smoothing=self.label_smoothing
+        src_ids, src_mask, tgt_ids, teacher_forcing = self._teacher_forced(batch)
+        labels = batch["tgt_ids"][:, 1:]
+        # the perplexity is of the model's distribution: nll is the unsmoothed loss
+        loss, nll = self.net.loss(
+            src_ids, src_mask, tgt_ids, labels, teacher_forcing, self.label_smoothing
         )
-        nll = loss
-        if self.label_smoothing:  # perplexity is of the model's distribution, unsmoothed
-            nll = F.cross_entropy(logits.detach(), labels, ignore_index=pad)
-        self.stage_metrics(stage).update(nll.detach(), weight=(labels != pad).sum())
+        self.stage_metrics(stage).update(nll.detach(), weight=(labels != self.net.tgt_pad_id).sum())
         self.log_metrics(stage, loss, batch_size=batch["src_ids"].size(0))
         if stage != "train":
             self.update_bleu(batch, stage)
         return loss
+
+    def _teacher_forced(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, float]:
+        """The net's arguments: the source, the decoder inputs and the teacher forcing (1 but in
+        training)."""
+        teacher_forcing = self.teacher_forcing if self.training else 1.0
+        return batch["src_ids"], batch["src_mask"], batch["tgt_ids"][:, :-1], teacher_forcing
 
     def update_bleu(self, batch: dict[str, Any], stage: str) -> None:
         """Decode the batch; add hypothesis and reference to the stage's BLEU (and, at test, to

@@ -239,8 +239,8 @@ class TextbookSeq2Seq(nn.Module):
 
 def ours_seq2seq_loss(model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
     src_ids, src_mask, tgt_ids = batch
-    logits, _ = model(src_ids, src_mask, tgt_ids[:, :-1])
-    return F.cross_entropy(logits.flatten(0, 1).float(), tgt_ids[:, 1:].flatten(), ignore_index=PAD)
+    loss, _ = model.loss(src_ids, src_mask, tgt_ids[:, :-1], tgt_ids[:, 1:])
+    return loss
 
 
 def textbook_loss(model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
