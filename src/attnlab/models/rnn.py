@@ -148,6 +148,7 @@ class RNNEncoder(nn.Module):
         return states, _map_state(final, self._to_decoder)
 
     def _run_packed(self, inputs: Tensor, mask: Tensor) -> tuple[Tensor, State]:
+        """``rnn`` over the packed batch: the LSTM's way (see above)."""
         lengths = mask.sum(-1).clamp(min=1).cpu()
         packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
         packed_states, final = self.rnn(packed)
@@ -309,7 +310,9 @@ class RNNDecoder(nn.Module):
         """features (..., F) -> next-token logits (..., vocab_size)."""
         return self.output(self._pre_logits(features))
 
-    def loss(self, features: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> tuple:
+    def loss(
+        self, features: Tensor, labels: Tensor, label_smoothing: float = 0.0
+    ) -> tuple[Tensor, Tensor]:
         """features (N, F), labels (N,) -> (mean cross-entropy, mean -log p(label)) through the
         vocabulary projection chunk by chunk (``linear_cross_entropy``), never the (N, V) logits."""
         return linear_cross_entropy(
