@@ -1,5 +1,6 @@
 """RNN encoder-decoder: shapes, attention weights (a distribution over real source tokens only),
-padding invariance, greedy == beam search with beam 1, and where beam outputs end."""
+padding invariance, greedy == beam search with beam 1, the batched beam search == the textbook
+search of each sentence alone, and where beam outputs end."""
 
 from __future__ import annotations
 
@@ -215,6 +216,62 @@ def test_beam_outputs_end_in_eos_or_at_max_length(
         assert alignments.shape == (4, ids.size(1), 6)
         real = ids != PAD
         torch.testing.assert_close(alignments.sum(-1)[real], torch.ones(int(real.sum())))
+
+
+def _beam_alone(
+    model: Seq2Seq, src: torch.Tensor, beam_size: int, length_penalty: float, max_len: int
+) -> tuple[list[int], torch.Tensor | None]:
+    """The textbook beam search of one unpadded sentence (1, S), hypothesis by hypothesis: the
+    best finished ids and their attention rows (T, S)."""
+    memory, state = model.encoder(src, torch.ones_like(src, dtype=torch.bool))
+    keys = model.decoder.keys(memory)
+    live = [(0.0, [], [], state)]  # (summed log-probability, ids, attention rows, state)
+    finished = []  # (normalised score, ids, attention rows)
+    for step in range(max_len):
+        candidates = []
+        for score, ids, rows, state in live:
+            y = model.decoder.embed(torch.tensor([ids[-1] if ids else BOS]))
+            mask = torch.ones_like(src, dtype=torch.bool)
+            features, new_state, alpha = model.decoder.step(y, state, memory, keys, mask)
+            log_probs = model.decoder.logits(features).log_softmax(-1)[0]
+            new_rows = rows if alpha is None else [*rows, alpha[0]]
+            for token, log_prob in enumerate(log_probs.tolist()):
+                candidates.append((score + log_prob, [*ids, token], new_rows, new_state))
+        live = []
+        for score, ids, rows, state in sorted(candidates, key=lambda c: -c[0]):
+            if ids[-1] == EOS or step == max_len - 1:
+                finished.append((score / len(ids) ** length_penalty, ids, rows))
+            else:
+                live.append((score, ids, rows, state))
+            if len(live) == beam_size:
+                break
+        if len(finished) >= beam_size or not live:
+            break
+    _, ids, rows = max(finished, key=lambda f: f[0])
+    return ids, torch.stack(rows) if rows else None
+
+
+@pytest.mark.parametrize("attention", [None, "mlp"])
+@pytest.mark.parametrize(("beam_size", "length_penalty", "max_len"), [(2, 1.0, 12), (4, 0.0, 5)])
+def test_batched_beam_search_equals_the_textbook_search_of_each_sentence(
+    attention: str | None, beam_size: int, length_penalty: float, max_len: int
+) -> None:
+    """All sentences' beams searched as one batch give each sentence the hypothesis and
+    alignment that searching it alone, one hypothesis at a time, gives."""
+    model = _trained_copy_model(attention)
+    src, mask = _batch([5, 2, 6, 3, 4, 6])
+    ids, alignments = model.beam_search(src, mask, beam_size, length_penalty, max_len)
+    for row, length in enumerate(mask.sum(1).tolist()):
+        expected_ids, expected_rows = _beam_alone(
+            model, src[row : row + 1, :length], beam_size, length_penalty, max_len
+        )
+        real = ids[row] != PAD
+        assert ids[row, real].tolist() == expected_ids
+        assert not real[len(expected_ids) :].any()
+        if attention is not None:
+            steps = len(expected_ids)
+            torch.testing.assert_close(alignments[row, :steps, :length], expected_rows)
+            assert (alignments[row, steps:] == 0).all() and (alignments[row, :, length:] == 0).all()
 
 
 def test_beam_search_finds_a_translation_at_least_as_likely_as_greedy() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -36,16 +37,9 @@ def verses(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _task(datamodule: ParallelCorpusDataModule) -> TranslationTask:
-    sizes = [datamodule.src_vocab_size, datamodule.tgt_vocab_size]
-    net = Seq2Seq(*sizes, datamodule.bos_id, datamodule.eos_id, embed_dim=16, hidden_dim=16)
-    return TranslationTask(net=net, optimizer=torch.optim.Adam, length_buckets=[8, 10])
-
-
-def test_bleu_of_perfect_hypotheses_is_100(verses: Path, tmp_path: Path) -> None:
-    """Decoding the references themselves (the output ids are the target ids) gives BLEU 100,
-    overall and in every length bucket: hypotheses and references share one normal form."""
-    datamodule = ParallelCorpusDataModule(
+def _datamodule(verses: Path, tmp_path: Path) -> ParallelCorpusDataModule:
+    """The 16 verses as train, validation and test split, in batches of 4."""
+    return ParallelCorpusDataModule(
         {"files": {"train": verses, "validation": verses, "test": verses}},
         min_words=1,
         src_tokenizer={"min_frequency": 1},
@@ -53,11 +47,23 @@ def test_bleu_of_perfect_hypotheses_is_100(verses: Path, tmp_path: Path) -> None
         batch_size=4,
         cache_dir=str(tmp_path),
     )
+
+
+def _task(datamodule: ParallelCorpusDataModule, **options: Any) -> TranslationTask:
+    sizes = [datamodule.src_vocab_size, datamodule.tgt_vocab_size]
+    net = Seq2Seq(*sizes, datamodule.bos_id, datamodule.eos_id, embed_dim=16, hidden_dim=16)
+    return TranslationTask(net=net, optimizer=torch.optim.Adam, length_buckets=[8, 10], **options)
+
+
+def test_bleu_of_perfect_hypotheses_is_100(verses: Path, tmp_path: Path) -> None:
+    """Decoding the references themselves (the output ids are the target ids) gives BLEU 100,
+    overall and in every length bucket: hypotheses and references share one normal form."""
+    datamodule = _datamodule(verses, tmp_path)
     task = _task(datamodule)
     update_bleu = task.update_bleu
 
     def with_perfect_outputs(batch: dict, stage: str) -> None:
-        task.decode = lambda src_ids, src_mask: (batch["tgt_ids"][:, 1:], None)
+        task.decode = lambda src_ids, src_mask, decoding=None: (batch["tgt_ids"][:, 1:], None)
         update_bleu(batch, stage)
 
     task.update_bleu = with_perfect_outputs
@@ -73,6 +79,30 @@ def test_bleu_of_perfect_hypotheses_is_100(verses: Path, tmp_path: Path) -> None
     assert (tmp_path / "bleu_by_length.png").stat().st_size > 0
 
 
+def test_validation_and_test_decode_as_configured(verses: Path, tmp_path: Path) -> None:
+    """decoding=beam with val_decoding=greedy: validation decodes greedily (cheap, every epoch),
+    the test by beam search."""
+    datamodule = _datamodule(verses, tmp_path)
+    task = _task(datamodule, decoding="beam", val_decoding="greedy")
+    used = []
+    for name in ("greedy_decode", "beam_search"):
+        method = getattr(task.net, name)
+
+        def recorded(*args: Any, _name: str = name, _method: Any = method) -> Any:
+            used.append(_name)
+            return _method(*args)
+
+        setattr(task.net, name, recorded)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
+    trainer.validate(task, datamodule=datamodule)
+    assert set(used) == {"greedy_decode"}
+    used.clear()
+    trainer.test(task, datamodule=datamodule)
+    assert set(used) == {"beam_search"}
+
+
 def test_bucket_names_cover_every_length() -> None:
     task = TranslationTask(net=Seq2Seq(50, 50, 2, 3), optimizer=None, length_buckets=[20, 10, 30])
     assert task.bucket_names() == ["1-10", "11-20", "21-30", "31+"]
@@ -82,6 +112,8 @@ def test_bucket_names_cover_every_length() -> None:
 def test_bad_decoding_settings_fail_clearly() -> None:
     with pytest.raises(ValueError, match="task.decoding='sample' is unknown"):
         TranslationTask(net=Seq2Seq(50, 50, 2, 3), optimizer=None, decoding="sample")
+    with pytest.raises(ValueError, match="task.val_decoding='top_k' is unknown"):
+        TranslationTask(net=Seq2Seq(50, 50, 2, 3), optimizer=None, val_decoding="top_k")
     with pytest.raises(ValueError, match="task.teacher_forcing=1.5 must be in"):
         TranslationTask(net=Seq2Seq(50, 50, 2, 3), optimizer=None, teacher_forcing=1.5)
     task = TranslationTask(net=Seq2Seq(50, 50, 2, 3), optimizer=None)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pad_sequence
 
-from attnlab.models.rnn import RNNDecoder, RNNEncoder, _map_state
+from attnlab.models.rnn import RNNDecoder, RNNEncoder, State, _map_state
 
 
 class Seq2Seq(nn.Module):
@@ -163,81 +162,146 @@ class Seq2Seq(nn.Module):
         length_penalty: float = 1.0,
         max_len: int | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Beam search per sentence -> ids (B, T) and alignments (B, T, S) or None, as greedy.
+        """Beam search -> ids (B, T) and alignments (B, T, S) or None, as greedy.
 
-        Keeps the ``beam_size`` best partial translations by summed log-probability; one that
-        emits EOS (or reaches ``max_len``) is finished, and search stops once ``beam_size`` are.
-        The best finished one by score / length ** ``length_penalty`` wins (0: raw sum, which
-        favours short outputs; 1: mean log-probability per token). With beam 1 this is greedy.
+        Each sentence keeps the ``beam_size`` best partial translations by summed
+        log-probability; one that emits EOS (or reaches ``max_len``) is finished, and the
+        sentence's search stops once ``beam_size`` are. The best finished one by score / length
+        ** ``length_penalty`` wins (0: raw sum, which favours short outputs; 1: mean
+        log-probability per token). With beam 1 this is greedy. All sentences search at once,
+        as B x ``beam_size`` decoder rows: a batch takes as many steps as its longest output.
         """
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1 (got {beam_size})")
-        results = []
-        for row in range(src_ids.size(0)):
-            length = int(src_mask[row].sum())
-            results.append(
-                self._beam_one(
-                    src_ids[row : row + 1, :length],
-                    src_mask[row : row + 1, :length],
-                    beam_size,
-                    length_penalty,
-                    max_len or self.max_len,
-                )
-            )
-        ids = pad_sequence([r[0] for r in results], batch_first=True, padding_value=self.tgt_pad_id)
-        if results[0][1] is None:
-            return ids, None
-        alignments = torch.zeros(len(results), ids.size(1), src_ids.size(1), device=ids.device)
-        for row, (_, alignment) in enumerate(results):
-            alignments[row, : alignment.size(0), : alignment.size(1)] = alignment
-        return ids, alignments
-
-    def _beam_one(
-        self, src_ids: Tensor, src_mask: Tensor, beam_size: int, length_penalty: float, max_len: int
-    ) -> tuple[Tensor, Tensor | None]:
-        """Beam search for one sentence (1, S): the best hypothesis' ids (T,), alignment (T, S)."""
+        max_len = max_len or self.max_len
+        batch, k, device = src_ids.size(0), beam_size, src_ids.device
         memory, state = self.encoder(src_ids, src_mask)
         keys = self.decoder.keys(memory)
-        device = src_ids.device
-        prev = torch.tensor([self.bos_id], device=device)
-        scores = torch.zeros(1, device=device)  # summed log-probabilities of the live beams
-        history = torch.empty(1, 0, dtype=torch.long, device=device)  # (k, t) tokens so far
-        aligned = memory.new_zeros(1, 0, src_ids.size(1))  # (k, t, S) their attention rows
-        finished = []  # (normalised score, ids, alignment)
+        best = _BestFinished(batch, max_len, src_ids.size(1), self.tgt_pad_id, memory)
+        alive = torch.arange(batch, device=device)  # the sentences still searching
+        # row i * k + j is beam j of alive sentence i; finished sentences' rows are dropped
+        memory, keys, mask, state = _select_rows(
+            alive.repeat_interleave(k), memory, keys, src_mask, state
+        )
+        prev = torch.full((batch * k,), self.bos_id, device=device)
+        scores = torch.full((batch, k), -torch.inf, device=device)  # summed log-probabilities
+        scores[:, 0] = 0.0  # one live beam to start with
+        history = prev.new_empty(batch, k, 0)  # (n, k, t) tokens so far
+        aligned = memory.new_zeros(batch, k, 0, src_ids.size(1))  # (n, k, t, S) attention rows
         for step in range(max_len):
-            k = prev.size(0)
-            expand = [memory.expand(k, -1, -1), keys.expand(k, -1, -1), src_mask.expand(k, -1)]
+            n = alive.numel()
             y = self.decoder.embed(prev)
-            features, state, alpha = self.decoder.step(y, state, *expand)
-            log_probs = self.decoder.logits(features).log_softmax(-1)  # (k, V)
-            vocab = log_probs.size(-1)
-            # at most k candidates end in EOS, so beam_size + k always refill the beam
-            totals = (scores[:, None] + log_probs).flatten()
-            top_scores, top = totals.topk(min(beam_size + k, k * vocab))
-            keep = []
-            for score, index in zip(top_scores.tolist(), top.tolist(), strict=True):
-                origin, token = divmod(index, vocab)
-                if token == self.eos_id or step == max_len - 1:
-                    ids = torch.cat([history[origin], history.new_tensor([token])])
-                    rows = (
-                        None if alpha is None else torch.cat([aligned[origin], alpha[origin, None]])
-                    )
-                    finished.append((score / len(ids) ** length_penalty, ids, rows))
-                else:
-                    keep.append((origin, token, score))
-                if len(keep) == beam_size:
-                    break
-            if len(finished) >= beam_size or not keep:
-                break
-            origins = torch.tensor([o for o, _, _ in keep], device=device)
-            prev = torch.tensor([t for _, t, _ in keep], device=device)
-            scores = torch.tensor([s for _, _, s in keep], device=device)
-            state = _map_state(state, lambda s, o=origins: s.index_select(1, o))
-            history = torch.cat([history[origins], prev[:, None]], dim=1)
+            features, state, alpha = self.decoder.step(y, state, memory, keys, mask)
+            logits = self.decoder.logits(features).float()  # (n * k, V)
+            # At most k candidates end in EOS, so the best 2k always refill the beam; they are
+            # among the best 2k of their beam, so only those get their log-probability.
+            width = min(2 * k, logits.size(-1))
+            row_top, row_tokens = logits.topk(width, dim=-1)
+            row_top = row_top - logits.logsumexp(-1, keepdim=True)
+            totals = (scores[..., None] + row_top.view(n, k, width)).flatten(1)
+            top_scores, top = totals.topk(min(2 * k, k * width), dim=1)  # (n, 2k), best first
+            origin, token = top // width, row_tokens.view(n, k * width).gather(1, top)
+            live = top_scores > -torch.inf
+            ends = live & ((token == self.eos_id) | (step == max_len - 1))
+            goes_on = live & ~ends
+            # candidates are taken best first until k go on: those below are dropped
+            ranked_above = goes_on.cumsum(1) - goes_on.long()
+            ends, goes_on = ends & (ranked_above < k), goes_on & (ranked_above < k)
             if alpha is not None:
-                aligned = torch.cat([aligned[origins], alpha[origins, None]], dim=1)
-        _, ids, alignment = max(finished, key=lambda f: f[0])
-        return ids, alignment
+                aligned = torch.cat([aligned, alpha.view(n, k, 1, -1)], dim=2)
+            normalised = top_scores / (step + 1) ** length_penalty
+            best.add(
+                step,
+                alive,
+                ends,
+                normalised,
+                origin,
+                token,
+                history,
+                None if alpha is None else aligned,
+            )
+            stay = ((best.count[alive] < k) & goes_on.any(1)).nonzero().squeeze(1)
+            if stay.numel() == 0:
+                break
+            if stay.numel() < n:  # some sentences are done: their rows leave the batch
+                alive = alive[stay]
+                rows = (stay[:, None] * k + torch.arange(k, device=device)).flatten()
+                memory, keys, mask, state = _select_rows(rows, memory, keys, mask, state)
+                origin, token, goes_on, top_scores = (
+                    t[stay] for t in (origin, token, goes_on, top_scores)
+                )
+                history, aligned = history[stay], aligned[stay]
+            # the k candidates that go on, in order, fill the beam (dead slots score -inf)
+            slots = torch.sort((~goes_on).long(), dim=1, stable=True).indices[:, :k]
+            origin, token = origin.gather(1, slots), token.gather(1, slots)
+            scores = torch.where(goes_on.gather(1, slots), top_scores.gather(1, slots), -torch.inf)
+            beams = torch.arange(alive.numel(), device=device)[:, None], origin
+            flat = (beams[0] * k + origin).flatten()
+            state = _map_state(state, lambda s, f=flat: s.index_select(1, f))
+            history = torch.cat([history[beams], token[..., None]], dim=2)
+            if alpha is not None:
+                aligned = aligned[beams]
+            prev = token.flatten()
+        return best.result(self.decoder.score is not None)
+
+
+class _BestFinished:
+    """Per sentence, the best finished hypothesis of a beam search: its normalised score, its
+    ids (EOS included) and attention rows, and how many hypotheses have finished."""
+
+    def __init__(self, batch: int, max_len: int, src_len: int, pad_id: int, like: Tensor) -> None:
+        self.score = like.new_full((batch,), -torch.inf, dtype=torch.float)
+        self.count = torch.zeros(batch, dtype=torch.long, device=like.device)
+        self.length = torch.zeros(batch, dtype=torch.long, device=like.device)
+        self.ids = torch.full((batch, max_len), pad_id, device=like.device)
+        self.alignment = like.new_zeros(batch, max_len, src_len)
+        self.pad_id = pad_id
+
+    def add(
+        self,
+        step: int,
+        sentences: Tensor,
+        ends: Tensor,
+        normalised: Tensor,
+        origin: Tensor,
+        token: Tensor,
+        history: Tensor,
+        aligned: Tensor | None,
+    ) -> None:
+        """Candidates (n, 2k) of the n ``sentences`` that ``ends`` at ``step``: count them, and
+        keep each sentence's best so far (``aligned``: None without attention)."""
+        self.count[sentences] += ends.sum(1)
+        score, which = normalised.masked_fill(~ends, -torch.inf).max(1)  # the first best
+        better = (score > self.score[sentences]).nonzero().squeeze(1)
+        if better.numel() == 0:
+            return
+        which, rows = which[better], sentences[better]
+        beam, length = origin[better, which], step + 1
+        self.score[rows] = score[better]
+        self.length[rows] = length
+        self.ids[rows] = self.pad_id
+        self.ids[rows, :step] = history[better, beam]
+        self.ids[rows, step] = token[better, which]
+        if aligned is not None:
+            self.alignment[rows] = 0.0
+            self.alignment[rows, :length] = aligned[better, beam]
+
+    def result(self, with_alignments: bool) -> tuple[Tensor, Tensor | None]:
+        """ids (B, T) padded after each EOS, alignments (B, T, S) or None; T the longest."""
+        longest = int(self.length.max())
+        return self.ids[:, :longest], self.alignment[:, :longest] if with_alignments else None
+
+
+def _select_rows(
+    rows: Tensor, memory: Tensor, keys: Tensor, mask: Tensor, state: State
+) -> tuple[Tensor, Tensor, Tensor, State]:
+    """``rows`` of the encoder memory, keys and mask and of the decoder state (batch dim 1)."""
+    return (
+        memory[rows],
+        keys[rows],
+        mask[rows],
+        _map_state(state, lambda s: s.index_select(1, rows)),
+    )
 
 
 def _stack_or_none(alphas: list[Tensor | None]) -> Tensor | None:

@@ -1,7 +1,8 @@
 """Translation: token cross-entropy and perplexity per stage, corpus BLEU at validation and test.
 
 BLEU (sacreBLEU through torchmetrics) is computed on decoded text: the model decodes every
-validation and test sentence (greedy by default, beam search with ``decoding: beam``) and the
+validation and test sentence (greedy by default, beam search with ``decoding: beam``;
+``val_decoding`` can keep validation greedy, so each epoch's BLEU stays cheap) and the
 hypotheses are compared with the references in the target tokenizer's normal form (see
 ``attnlab.data.parallel_corpus``). The test also reports BLEU per source-length bucket (how well
 the fixed-size state of a plain RNN copes with long sentences) and plots it as
@@ -37,6 +38,7 @@ class TranslationTask(BaseTask):
         teacher_forcing: float = 1.0,
         label_smoothing: float = 0.0,
         decoding: str = "greedy",
+        val_decoding: str | None = None,
         beam_size: int = 5,
         length_penalty: float = 1.0,
         max_decode_len: int | None = None,
@@ -46,13 +48,15 @@ class TranslationTask(BaseTask):
         # a plain list, not Hydra's ListConfig: the saved hyperparameters must load weights_only
         length_buckets = sorted(int(edge) for edge in length_buckets)
         super().__init__(**base)
-        if decoding not in DECODINGS:
-            raise ValueError(f"task.decoding='{decoding}' is unknown; use one of {DECODINGS}")
+        for name, value in (("decoding", decoding), ("val_decoding", val_decoding or decoding)):
+            if value not in DECODINGS:
+                raise ValueError(f"task.{name}='{value}' is unknown; use one of {DECODINGS}")
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"task.teacher_forcing={teacher_forcing} must be in [0, 1]")
         self.teacher_forcing = teacher_forcing
         self.label_smoothing = label_smoothing
         self.decoding = decoding
+        self.val_decoding = val_decoding or decoding
         self.beam_size = beam_size
         self.length_penalty = length_penalty
         self.max_decode_len = max_decode_len
@@ -99,7 +103,8 @@ class TranslationTask(BaseTask):
     def update_bleu(self, batch: dict[str, Any], stage: str) -> None:
         """Decode the batch; add hypothesis and reference to the stage's BLEU (and, at test, to
         the BLEU of each sentence's source-length bucket)."""
-        ids, _ = self.decode(batch["src_ids"], batch["src_mask"])
+        decoding = self.val_decoding if stage == "val" else self.decoding
+        ids, _ = self.decode(batch["src_ids"], batch["src_mask"], decoding)
         hypotheses = self.data.decode_targets(ids)
         references = [[r] for r in texts_from_bytes(batch["reference_text"])]
         self.bleu[stage].update(hypotheses, references)
@@ -110,9 +115,12 @@ class TranslationTask(BaseTask):
                 bucket.update([hypothesis], [reference])
 
     @torch.no_grad()
-    def decode(self, src_ids: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Output ids (B, T) and alignments (B, T, S) or None, by the configured decoding."""
-        if self.decoding == "beam":
+    def decode(
+        self, src_ids: Tensor, src_mask: Tensor, decoding: str | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Output ids (B, T) and alignments (B, T, S) or None, by ``decoding`` (default: the
+        configured ``decoding``)."""
+        if (decoding or self.decoding) == "beam":
             return self.net.beam_search(
                 src_ids, src_mask, self.beam_size, self.length_penalty, self.max_decode_len
             )

@@ -26,7 +26,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by train.py")
     parser.add_argument("--text", action="append", required=True, help="text to translate (repeat)")
-    parser.add_argument("--beam_size", type=int, default=None, help="beam search (default: greedy)")
+    parser.add_argument("--beam_size", type=int, default=None, help="beam width (default: run's)")
     parser.add_argument("--length_penalty", type=float, default=None, help="for beam search")
     parser.add_argument("--png", default=None, help="also save the alignment heatmaps as a PNG")
     return parse_key_values(parser, argv)
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _, _, task = load_checkpoint(args.ckpt_path)
     if args.beam_size is not None:
-        task.decoding, task.beam_size = "beam", args.beam_size
+        task.decoding, task.beam_size = "beam", args.beam_size  # width 1: greedy
     if args.length_penalty is not None:
         task.length_penalty = args.length_penalty
     results = task.translate(args.text)
