@@ -89,6 +89,35 @@ def test_conv_patch_embedding_equals_unfold_and_linear() -> None:
     torch.testing.assert_close(linear(images), conv(images), rtol=0, atol=1e-12)
 
 
+def test_an_overlapping_patch_window_is_centred_on_its_patch() -> None:
+    """patch_kernel = patch + 2k: the same grid of tokens, each reading its patch and k pixels
+    around it (zeros past the border). Kernel weights nonzero only on the central patch give the
+    plain patch embedding exactly; a window's ring reaches the neighbouring patches."""
+    torch.manual_seed(0)
+    plain = PatchEmbedding(image_size=12, patch_size=4, channels=2, d_model=8).double()
+    wide = PatchEmbedding(12, 4, 2, 8, kernel_size=8).double()
+    assert wide.num_patches == plain.num_patches == 9
+    with torch.no_grad():
+        wide.projection.weight.zero_()
+        wide.projection.weight[..., 2:6, 2:6] = plain.projection.weight
+        wide.projection.bias.copy_(plain.projection.bias)
+    images = torch.randn(3, 2, 12, 12, dtype=torch.float64)
+    torch.testing.assert_close(wide(images), plain(images), rtol=0, atol=1e-12)
+    nn.init.ones_(wide.projection.weight)
+    nn.init.zeros_(wide.projection.bias)
+    blob = torch.zeros(1, 2, 12, 12, dtype=torch.float64)
+    blob[0, :, 4, 4] = 1.0  # the corner pixel of patch (1, 1): within 2 pixels of 4 patches
+    assert wide(blob)[0, :, 0].nonzero().flatten().tolist() == [0, 1, 3, 4]
+    model = _vit(image_size=28, patch_size=4, patch_kernel=6)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("kernel", [3, 7])
+def test_a_patch_kernel_that_cannot_centre_is_a_clear_error(kernel: int) -> None:
+    with pytest.raises(ValueError, match=rf"model.patch_kernel={kernel} must be patch_size \(4\)"):
+        _vit(image_size=28, patch_size=4, patch_kernel=kernel)
+
+
 @pytest.mark.parametrize(("image_size", "patch_size"), [(28, 5), (32, 7), (28, 0)])
 def test_image_size_not_divisible_by_patch_size_is_a_clear_error(
     image_size: int, patch_size: int

@@ -55,15 +55,39 @@ def _check_images(images: Tensor, channels: int, image_size: int) -> None:
 
 
 class PatchEmbedding(nn.Module):
-    """(B, C, H, W) -> (B, N, D): Conv2d with kernel = stride = patch size, patches row-major."""
+    """(B, C, H, W) -> (B, N, D): Conv2d with kernel = stride = patch size, patches row-major.
 
-    def __init__(self, image_size: int, patch_size: int, channels: int, d_model: int) -> None:
+    A ``kernel_size`` larger than the patch makes each token read an overlapping window
+    centred on its patch (zero-padded at the border), as the overlapping patch embeddings of
+    PVTv2 and CvT do: the same grid of tokens, with the locality a small dataset cannot teach.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int,
+        channels: int,
+        d_model: int,
+        kernel_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.image_size = image_size
         self.channels = channels
         self.grid_size = _patch_grid(image_size, patch_size)
         self.num_patches = self.grid_size**2
-        self.projection = nn.Conv2d(channels, d_model, kernel_size=patch_size, stride=patch_size)
+        kernel_size = kernel_size or patch_size
+        if kernel_size < patch_size or (kernel_size - patch_size) % 2:
+            raise ValueError(
+                f"model.patch_kernel={kernel_size} must be patch_size ({patch_size}) plus an even "
+                f"number of pixels (the same overlap on every side), e.g. {patch_size + 2}"
+            )
+        self.projection = nn.Conv2d(
+            channels,
+            d_model,
+            kernel_size=kernel_size,
+            stride=patch_size,
+            padding=(kernel_size - patch_size) // 2,
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images, self.channels, self.image_size)
@@ -135,6 +159,7 @@ class VisionTransformer(nn.Module):
         num_classes: int,
         image_size: int = 28,
         patch_size: int | str = 4,
+        patch_kernel: int | None = None,
         channels: int = 1,
         d_model: int = 64,
         num_heads: int = 4,
@@ -161,7 +186,9 @@ class VisionTransformer(nn.Module):
             patch_size = auto_patch_size(image_size)
         elif not isinstance(patch_size, int):
             raise ValueError(f"model.patch_size={patch_size!r}: give a number of pixels or auto")
-        self.patch_embedding = PatchEmbedding(image_size, patch_size, channels, d_model)
+        self.patch_embedding = PatchEmbedding(
+            image_size, patch_size, channels, d_model, patch_kernel
+        )
         self.grid_size = self.patch_embedding.grid_size
         num_tokens = 1 + self.patch_embedding.num_patches
         self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, d_model), std=0.02))
