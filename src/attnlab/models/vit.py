@@ -151,7 +151,9 @@ class VisionTransformer(nn.Module):
     The CLS token is always at position 0 (so the sequence layout, the attention maps and the
     Hugging Face weights are the same for both poolings); ``pooling="mean"`` classifies the mean
     of the patch tokens instead of the CLS token. CLS and learned positions start N(0, 0.02),
-    truncated at 2 std, as in Hugging Face's ViT.
+    truncated at 2 std, as in Hugging Face's ViT. ``patch_kernel`` (> ``patch_size``) lets each
+    patch token read an overlapping window (``PatchEmbedding``): on 1,000 14-pixel digits, 6 (for
+    2-pixel patches) took the test accuracy from 0.913 to 0.933 (README).
     """
 
     def __init__(
