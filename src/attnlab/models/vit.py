@@ -161,7 +161,6 @@ class VisionTransformer(nn.Module):
         num_classes: int,
         image_size: int = 28,
         patch_size: int | str = 4,
-        patch_kernel: int | None = None,
         channels: int = 1,
         d_model: int = 64,
         num_heads: int = 4,
@@ -174,6 +173,7 @@ class VisionTransformer(nn.Module):
         layer_norm_eps: float = 1e-6,
         attn_impl: str = "sdpa",
         last_layer_cls_only: bool = True,
+        patch_kernel: int | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
