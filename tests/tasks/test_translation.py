@@ -206,6 +206,18 @@ def test_bleu_by_length_script_tabulates_the_run(overfit_run: Path, tmp_path: Pa
     assert (tmp_path / "b.png").stat().st_size > 0
 
 
+def _quiet_run(compose: Any, run: Path, *overrides: str) -> list[dict[str, str]]:
+    """Train a composed experiment into ``run`` with CSV logs and no progress bars: its metric
+    rows."""
+    quiet = [
+        "logger=csv",
+        "callbacks.rich_progress_bar=null",
+        "++trainer.enable_progress_bar=false",
+    ]
+    pipeline.train(compose([*overrides, *quiet], output_dir=run))
+    return read_metrics_csv(run / "csv" / "version_0" / "metrics.csv")
+
+
 @pytest.mark.slow
 def test_attention_beats_no_attention_at_equal_epochs(compose, tmp_path: Path) -> None:
     """The issue's comparison, shortened: both experiments for three epochs on the embedded
@@ -215,20 +227,8 @@ def test_attention_beats_no_attention_at_equal_epochs(compose, tmp_path: Path) -
     scores = {}
     for experiment in ("translation_attention", "translation_rnn"):
         run = tmp_path / experiment
-        cfg = compose(
-            [
-                f"experiment={experiment}",
-                "logger=csv",
-                "trainer.max_epochs=3",
-                "trainer.max_time=null",
-                "callbacks.alignment=null",
-                "callbacks.rich_progress_bar=null",
-                "++trainer.enable_progress_bar=false",
-            ],
-            output_dir=run,
-        )
-        pipeline.train(cfg)
-        rows = read_metrics_csv(run / "csv" / "version_0" / "metrics.csv")
+        short = ["trainer.max_epochs=3", "trainer.max_time=null", "callbacks.alignment=null"]
+        rows = _quiet_run(compose, run, f"experiment={experiment}", *short)
         scores[experiment] = {k: float(v) for k, v in rows[-1].items() if k.startswith("test/bleu")}
     attention, plain = scores["translation_attention"], scores["translation_rnn"]
     assert attention["test/bleu"] > plain["test/bleu"] + 5, scores
@@ -244,15 +244,5 @@ def test_attention_reaches_20_bleu_in_its_budget(compose, tmp_path: Path) -> Non
     """The issue's target: the default experiment, whose training stops at 9 minutes
     (``trainer.max_time``), tests at 20 BLEU or more by beam search (README: 20.68 +- 0.26 over 3
     seeds, one core each, 581 s for a whole run)."""
-    cfg = compose(
-        [
-            "experiment=translation_attention",
-            "logger=csv",
-            "callbacks.rich_progress_bar=null",
-            "++trainer.enable_progress_bar=false",
-        ],
-        output_dir=tmp_path,
-    )
-    pipeline.train(cfg)
-    rows = read_metrics_csv(tmp_path / "csv" / "version_0" / "metrics.csv")
+    rows = _quiet_run(compose, tmp_path, "experiment=translation_attention")
     assert float(rows[-1]["test/bleu"]) >= 20.0, rows[-1]
