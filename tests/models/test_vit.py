@@ -18,6 +18,7 @@ from attnlab.models.vit import (
     PatchEmbedding,
     VisionTransformer,
     attention_rollout,
+    auto_patch_kernel,
     auto_patch_size,
     sinusoidal_2d_table,
 )
@@ -303,6 +304,8 @@ def test_model_pretrained_loads_a_hf_vit_directory_from_config(tmp_path, compose
     torch.testing.assert_close(same_classes.head.weight, reference.classifier.weight)
     with pytest.raises(ConfigError, match=r"takes image_size=28 but the data gives 32.*resize"):
         vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), image_size=32)
+    wide = vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), patch_kernel=8)
+    assert wide.patch_embedding.projection.kernel_size == (4, 4)  # HF's patches, not overlapping
 
 
 def test_auto_patch_size_gives_a_grid_near_seven_at_any_image_size() -> None:
@@ -312,3 +315,14 @@ def test_auto_patch_size_gives_a_grid_near_seven_at_any_image_size() -> None:
     assert model.grid_size == 7 and model(torch.randn(2, 1, 14, 14)).shape == (2, 10)
     with pytest.raises(ValueError, match="model.patch_size='big': give a number of pixels or auto"):
         VisionTransformer(10, image_size=14, patch_size="big")
+
+
+def test_auto_patch_kernel_widens_only_patches_of_one_or_two_pixels() -> None:
+    """patch_kernel=auto: the paper's patch from 4 pixels up, a window 3 patches wide below."""
+    assert {p: auto_patch_kernel(p) for p in (1, 2, 4, 7, 16)} == {1: 3, 2: 6, 4: 4, 7: 7, 16: 16}
+    for image_size, kernel in [(14, 6), (28, 4), (8, 3)]:
+        model = VisionTransformer(10, image_size=image_size, patch_size="auto", patch_kernel="auto")
+        assert model.patch_embedding.projection.kernel_size == (kernel, kernel)
+        assert model.grid_size == image_size // auto_patch_size(image_size)
+    with pytest.raises(ValueError, match="model.patch_kernel='wide': give a number of pixels"):
+        VisionTransformer(10, image_size=14, patch_size="auto", patch_kernel="wide")
