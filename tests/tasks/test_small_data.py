@@ -1,8 +1,9 @@
 """Small data of a user's own, with nothing tuned: the experiments' defaults hold up.
 
 1,000 of the embedded digits downscaled to 14x14 PNGs in class folders train the ViT with only
-``data.source.folder=...`` (the patch size, the shift and the step budget follow the data), and
-800 tweets in a CSV train the attention-pooling classifier with only the file and its columns.
+``data.source.folder=...`` (the patch size and window, the shift and the step budget follow the
+data), and 800 tweets in a CSV train the attention-pooling classifier with only the file and its
+columns.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def test_vit_on_a_small_folder_of_14_pixel_digits(compose, trainer_spy, tmp_path
     folder = digit_folder(tmp_path, size=14, per_class=100)
     pipeline.train(compose(["experiment=vit", f"data.source.folder={folder}", *QUIET]))
     metrics = trainer_spy.metrics()
-    assert trainer_spy.trainer.lightning_module.net.grid_size == 7  # patch_size auto: 2 pixels
+    vit = trainer_spy.trainer.lightning_module.net
+    assert vit.grid_size == 7  # patch_size auto: 2 pixels
+    assert vit.patch_embedding.projection.kernel_size == (6, 6)  # patch_kernel auto: 3 patches
     assert trainer_spy.trainer.global_step >= 800  # trainer.min_steps: 115 epochs of 7 steps
     assert metrics["test/acc"] >= 0.93, metrics
 
