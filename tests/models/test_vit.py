@@ -14,6 +14,7 @@ from attnlab.errors import ConfigError
 from attnlab.hf.vit import hf_vit_name_map, load_hf_vit_state_dict, vision_transformer
 from attnlab.models.lm import count_parameters
 from attnlab.models.vit import (
+    ConvStem,
     LinearPatchEmbedding,
     PatchEmbedding,
     VisionTransformer,
@@ -111,6 +112,37 @@ def test_an_overlapping_patch_window_is_centred_on_its_patch() -> None:
     assert wide(blob)[0, :, 0].nonzero().flatten().tolist() == [0, 1, 3, 4]
     model = _vit(image_size=28, patch_size=4, patch_kernel=6)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_the_conv_stem_gives_the_patch_grid_from_local_pixels() -> None:
+    """stem=conv: log2(patch) stride-2 3x3 stages reach the patch grid, so the tokens are those
+    of the patches; token (0, 0) reads only the pixels within 3 of its 4x4 patch (two 3x3
+    convolutions at stride 2 see 7 pixels around each output), nothing further away."""
+    torch.manual_seed(0)
+    stem = ConvStem(image_size=12, patch_size=4, channels=2, d_model=16).eval()
+    assert stem.num_patches == 9 and len(stem.convs) == 2 * 3  # two conv-BN-ReLU stages
+    images = torch.randn(3, 2, 12, 12, requires_grad=True)
+    tokens = stem(images)
+    assert tokens.shape == (3, 9, 16)
+    tokens[0, 0].sum().backward()
+    reach = images.grad[0].abs().sum(0) > 0
+    assert reach[:4, :4].all() and not reach[4:].any() and not reach[:, 4:].any()
+    assert images.grad[1:].abs().sum() == 0  # in eval mode BatchNorm couples no images
+    model = _vit(image_size=28, patch_size=4, stem="conv")
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"patch_size": 7}, r"model.stem=conv .* patch_size must be a power of 2 \(got 7\)"),
+        ({"patch_size": 1, "image_size": 8}, r"power of 2 \(got 1\)"),
+        ({"stem": "resnet"}, r"model.stem='resnet' is unknown"),
+    ],
+)
+def test_a_stem_that_cannot_reach_the_grid_is_a_clear_error(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _vit(**{"image_size": 28, "stem": "conv", **overrides})
 
 
 @pytest.mark.parametrize("kernel", [3, 7])
@@ -306,6 +338,8 @@ def test_model_pretrained_loads_a_hf_vit_directory_from_config(tmp_path, compose
         vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), image_size=32)
     wide = vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), patch_kernel=8)
     assert wide.patch_embedding.projection.kernel_size == (4, 4)  # HF's patches, not overlapping
+    conv = vision_transformer(10, pretrained=str(tmp_path / "hf_vit"), stem="conv")
+    assert isinstance(conv.patch_embedding, PatchEmbedding)  # HF's weights are a patch map
 
 
 def test_auto_patch_size_gives_a_grid_near_seven_at_any_image_size() -> None:

@@ -134,7 +134,8 @@ def vision_transformer(
                 f"the pretrained ViT takes {key}={sizes[key]} but the data gives {vit[key]}: "
                 f"set data.{key}={sizes[key]}{resize}"
             )
-    hf_layout = {"positional": "learned", "patch_kernel": None}  # HF's embedding: patches only
+    # HF's embedding: one linear map per patch, learned positions
+    hf_layout = {"positional": "learned", "patch_kernel": None, "stem": "patch"}
     model = VisionTransformer(num_classes, **{**vit, **sizes, **hf_layout})
     head = state.get("classifier.weight")
     if head is not None and head.shape[0] != num_classes:  # another label set: a new head

@@ -21,6 +21,7 @@ from attnlab.models.positional import sinusoidal_table
 from attnlab.models.transformer import Encoder, EncoderConfig
 
 POOLINGS = ("cls", "mean")
+STEMS = ("patch", "conv")
 VIT_POSITIONAL_KINDS = ("learned", "sinusoidal")
 AUTO_GRID = 7  # patch_size="auto": the patch size whose grid is nearest 7x7 (28 px -> 4, 14 -> 2)
 
@@ -106,6 +107,41 @@ class PatchEmbedding(nn.Module):
         return self.projection(images).flatten(2).transpose(1, 2)
 
 
+class ConvStem(nn.Module):
+    """(B, C, H, W) -> (B, N, D): the patch grid by 3x3 convolutions at stride 2, not one patchify.
+
+    Xiao et al. (2021, "Early convolutions help transformers see better"): log2(patch_size)
+    conv-BatchNorm-ReLU stages, each halving the side and doubling the channels up to
+    ``d_model``, then a 1x1 convolution to ``d_model``. The same grid of tokens as
+    ``PatchEmbedding``, for a few percent more FLOPs, with the locality and translation
+    equivariance a small dataset cannot teach a single linear patch map.
+    """
+
+    def __init__(self, image_size: int, patch_size: int, channels: int, d_model: int) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.channels = channels
+        self.grid_size = _patch_grid(image_size, patch_size)
+        self.num_patches = self.grid_size**2
+        stages = patch_size.bit_length() - 1
+        if patch_size < 2 or patch_size != 2**stages:
+            raise ValueError(
+                f"model.stem=conv halves the image per stage, so patch_size must be a power of 2 "
+                f"(got {patch_size}); use model.stem=patch or a patch_size in (2, 4, 8, 16)"
+            )
+        widths = [channels] + [max(d_model >> (stages - i), 1) for i in range(1, stages + 1)]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths, widths[1:], strict=False):
+            conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1, bias=False)
+            layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.projection = nn.Conv2d(widths[-1], d_model, kernel_size=1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_images(images, self.channels, self.image_size)
+        return self.projection(self.convs(images)).flatten(2).transpose(1, 2)
+
+
 class LinearPatchEmbedding(nn.Module):
     """The paper's eq. 1: cut into patches, flatten each (channel, row, column), project."""
 
@@ -186,8 +222,11 @@ class VisionTransformer(nn.Module):
         attn_impl: str = "sdpa",
         last_layer_cls_only: bool = True,
         patch_kernel: int | str | None = None,
+        stem: str = "patch",
     ) -> None:
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"model.stem='{stem}' is unknown; use one of {STEMS}")
         if pooling not in POOLINGS:
             raise ValueError(f"model.pooling='{pooling}' is unknown; use one of {POOLINGS}")
         if positional not in VIT_POSITIONAL_KINDS:
@@ -206,9 +245,12 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"model.patch_kernel={patch_kernel!r}: give a number of pixels, auto or null"
             )
-        self.patch_embedding = PatchEmbedding(
-            image_size, patch_size, channels, d_model, patch_kernel
-        )
+        if stem == "conv":
+            self.patch_embedding = ConvStem(image_size, patch_size, channels, d_model)
+        else:
+            self.patch_embedding = PatchEmbedding(
+                image_size, patch_size, channels, d_model, patch_kernel
+            )
         self.grid_size = self.patch_embedding.grid_size
         num_tokens = 1 + self.patch_embedding.num_patches
         self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, d_model), std=0.02))
