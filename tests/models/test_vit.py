@@ -133,6 +133,20 @@ def test_the_conv_stem_gives_the_patch_grid_from_local_pixels() -> None:
 
 
 @pytest.mark.parametrize(
+    ("image_size", "patch_size", "stem"),
+    [(28, 4, ConvStem), (32, 8, ConvStem), (14, 2, PatchEmbedding), (28, 7, PatchEmbedding)],
+)
+def test_the_auto_stem_convolves_from_four_pixel_patches_up(
+    image_size: int, patch_size: int, stem: type
+) -> None:
+    """stem=auto: the conv stem where the patch takes two or more stride-2 stages; the patch
+    stem, with its auto window, for 1-2 pixel patches and sizes that are no power of 2."""
+    model = _vit(image_size=image_size, patch_size=patch_size, stem="auto", patch_kernel="auto")
+    assert type(model.patch_embedding) is stem
+    assert model(torch.randn(2, 1, image_size, image_size)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"patch_size": 7}, r"model.stem=conv .* patch_size must be a power of 2 \(got 7\)"),
