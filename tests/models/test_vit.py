@@ -144,6 +144,8 @@ def test_the_auto_stem_convolves_from_four_pixel_patches_up(
     model = _vit(image_size=image_size, patch_size=patch_size, stem="auto", patch_kernel="auto")
     assert type(model.patch_embedding) is stem
     assert model(torch.randn(2, 1, image_size, image_size)).shape == (2, 10)
+    windowed = _vit(image_size=28, patch_size=4, stem="auto", patch_kernel=6)
+    assert windowed.patch_embedding.projection.kernel_size == (6, 6)  # a window asks for patches
 
 
 @pytest.mark.parametrize(
@@ -152,6 +154,7 @@ def test_the_auto_stem_convolves_from_four_pixel_patches_up(
         ({"patch_size": 7}, r"model.stem=conv .* patch_size must be a power of 2 \(got 7\)"),
         ({"patch_size": 1, "image_size": 8}, r"power of 2 \(got 1\)"),
         ({"stem": "resnet"}, r"model.stem='resnet' is unknown"),
+        ({"patch_kernel": 6}, r"model.patch_kernel=6 is a window of the patch stem"),
     ],
 )
 def test_a_stem_that_cannot_reach_the_grid_is_a_clear_error(overrides: dict, message: str) -> None:

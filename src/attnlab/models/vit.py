@@ -46,15 +46,15 @@ def auto_patch_kernel(patch_size: int) -> int:
     return patch_size if patch_size >= SMALL_PATCH else 3 * patch_size
 
 
-def auto_stem(patch_size: int) -> str:
+def auto_stem(patch_size: int, window: bool = False) -> str:
     """The stem under ``stem="auto"``: the conv stem where the patch is a power of 2 from 4
-    pixels up (two or more stride-2 stages), the patch stem with its window
-    (``auto_patch_kernel``) below. At 28 pixels (4-pixel patches) the conv stem read
-    0.983 +- 0.008 on the 500 test digits against the patch stem's 0.974 +- 0.007, ahead on each
-    of six seeds (README); at 14 pixels a single stage is one 3x3 convolution, where the 6-pixel
-    window is what was measured."""
+    pixels up (two or more stride-2 stages); the patch stem below that (with its window,
+    ``auto_patch_kernel``) and wherever a ``window`` wider than the patch is asked for. At 28
+    pixels (4-pixel patches) the conv stem read 0.983 +- 0.008 on the 500 test digits against
+    the patch stem's 0.974 +- 0.007, ahead on each of six seeds (README); at 14 pixels a single
+    stage is one 3x3 convolution, no better than the 6-pixel window there."""
     is_power_of_2 = patch_size & (patch_size - 1) == 0
-    return "conv" if patch_size >= SMALL_PATCH and is_power_of_2 else "patch"
+    return "conv" if patch_size >= SMALL_PATCH and is_power_of_2 and not window else "patch"
 
 
 def _patch_grid(image_size: int, patch_size: int) -> int:
@@ -251,14 +251,20 @@ class VisionTransformer(nn.Module):
             patch_size = auto_patch_size(image_size)
         elif not isinstance(patch_size, int):
             raise ValueError(f"model.patch_size={patch_size!r}: give a number of pixels or auto")
+        window = isinstance(patch_kernel, int) and patch_kernel != patch_size
+        if stem == "conv" and window:
+            raise ValueError(
+                f"model.patch_kernel={patch_kernel} is a window of the patch stem; model.stem=conv "
+                f"builds its own from 3x3 convolutions: set model.stem=patch or patch_kernel=auto"
+            )
+        if stem == "auto":
+            stem = auto_stem(patch_size, window)
         if patch_kernel == "auto":
             patch_kernel = auto_patch_kernel(patch_size)
         elif patch_kernel is not None and not isinstance(patch_kernel, int):
             raise ValueError(
                 f"model.patch_kernel={patch_kernel!r}: give a number of pixels, auto or null"
             )
-        if stem == "auto":
-            stem = auto_stem(patch_size)
         if stem == "conv":
             self.patch_embedding = ConvStem(image_size, patch_size, channels, d_model)
         else:
