@@ -14,7 +14,7 @@ from attnlab.tools import benchmark  # noqa: E402  (needs transformers)
 TINY = ["--hidden", "32", "--layers", "2", "--heads", "4", "--intermediate", "64",
         "--seq-len", "16", "--batch", "4", "--vocab", "100", "120", "--lm-vocab", "100",
         "--seq2seq-vocab", "50", "--seq2seq-batch", "4", "--vit-batch", "4",
-        "--image-size", "8"]  # fmt: skip
+        "--image-size", "8", "--dtype", "fp32", "bf16"]  # fmt: skip
 PEERS = {
     "bert": ["ours", "hf_sdpa", "hf_eager"],
     "encoder": ["ours", "torch"],
@@ -57,3 +57,14 @@ def test_every_family_races_its_peer_from_the_same_weights(tmp_path) -> None:
     assert max(abs(a - b) for a, b in gaps) < 1e-5
     table = (tmp_path / "benchmark.md").read_text()
     assert "| 100 | fp32 |" in table and "GPT2LMHeadModel" in table and "textbook" in table
+
+
+@pytest.mark.parametrize(("native", "dtypes"), [(True, ["fp32", "bf16"]), (False, ["fp32"])])
+def test_bf16_rows_are_left_out_where_bf16_would_be_emulated(
+    monkeypatch: pytest.MonkeyPatch, native: bool, dtypes: list[str]
+) -> None:
+    """Emulated bf16 times the emulation, not the implementations: by default only where the
+    CPU has bf16 instructions; ``--dtype bf16`` still asks for it anywhere."""
+    monkeypatch.setattr(benchmark, "native_bf16", lambda device: native)
+    assert benchmark.parse_args([]).dtype == dtypes
+    assert benchmark.parse_args(["--dtype", "bf16"]).dtype == ["bf16"]

@@ -139,6 +139,32 @@ def test_fsdp_shards_per_encoder_layer(compose) -> None:
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
 
 
+@pytest.mark.parametrize(
+    ("precision", "native", "warned"),
+    [("bf16-mixed", False, True), ("bf16-mixed", True, False), ("32-true", False, False)],
+)
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(
+    compose,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    precision: str,
+    native: bool,
+    warned: bool,
+) -> None:
+    """An AVX2-only CPU emulates bf16 matmuls (8x slower for the ViT): the run says so and names
+    32-true; a CPU with AVX512_BF16 or AMX, or an fp32 run, hears nothing."""
+    monkeypatch.setattr(trainer_setup, "native_bf16", lambda device: native)
+    cfg = compose(["trainer=cpu", f"trainer.precision={precision}", "logger=none"])
+    with caplog.at_level("WARNING", logger=trainer_setup.__name__):
+        trainer_setup.make_trainer(cfg)
+    messages = [r.getMessage() for r in caplog.records if r.name == trainer_setup.__name__]
+    if warned:
+        assert len(messages) == 1 and messages[0].startswith(f"trainer.precision={precision} on ")
+        assert "Use trainer.precision=32-true on this machine" in messages[0]
+    else:
+        assert messages == []
+
+
 @pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
 def test_gpu_trainers_fall_back_to_fp16_with_loss_scaling_without_bf16(
     compose, monkeypatch: pytest.MonkeyPatch, bf16: bool, expected: str

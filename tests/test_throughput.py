@@ -39,6 +39,24 @@ def test_peak_probe_and_precision_dtypes() -> None:
         ThroughputMeter(every_n_steps=0)
 
 
+def test_the_peak_probe_stops_at_its_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where bf16 is emulated (~200x slower than fp32) ten 1024^3 probes took 35 s: past the
+    budget the probe stops, so a matmul that alone exceeds it is timed once."""
+    calls = []
+    slow = torch.Tensor.__matmul__
+
+    def counted(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return slow(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", counted)
+    assert matmul_peak_flops(torch.device("cpu"), torch.float32, size=64, budget_s=0) > 0
+    assert len(calls) == 1
+    calls.clear()
+    matmul_peak_flops(torch.device("cpu"), torch.float32, size=64, repeats=4, budget_s=60)
+    assert len(calls) == 5  # a warm-up and the four repeats
+
+
 def test_a_tiny_bert_run_logs_tokens_per_second_and_mfu(compose, tmp_path) -> None:
     cfg = compose(
         [

@@ -3,6 +3,7 @@ plugins from the config, and the checkpoint the pipeline already read handed to 
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,10 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from attnlab.utils.checkpoint_io import AtomicCheckpointIO
+from attnlab.utils.hardware import device_name, native_bf16
 from attnlab.utils.wandb_fallback import online_or_offline
+
+log = logging.getLogger(__name__)
 
 
 def instantiate_all(group: DictConfig | None, kind: type) -> list:
@@ -43,7 +47,22 @@ def make_trainer(cfg: DictConfig) -> tuple[L.Trainer, list[Logger]]:
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    warn_if_bf16_is_emulated(trainer)
     return trainer, loggers
+
+
+def warn_if_bf16_is_emulated(trainer: L.Trainer) -> None:
+    """bf16 on a CPU without bf16 instructions runs, but several times slower than fp32: say so
+    at the start rather than let the user wonder why the run crawls."""
+    device = trainer.strategy.root_device
+    if str(trainer.precision).startswith("bf16") and not native_bf16(device):
+        log.warning(
+            "trainer.precision=%s on %s, which has no bf16 matmul instructions (AVX512_BF16 or "
+            "AMX): torch emulates them, several times slower than fp32 (8x for experiment=vit). "
+            "Use trainer.precision=32-true on this machine.",
+            trainer.precision,
+            device_name(device),
+        )
 
 
 def hand_over_checkpoint(trainer: L.Trainer, path: Path, state: dict) -> None:

@@ -39,7 +39,7 @@ from attnlab.models.bert import BertForPreTraining
 from attnlab.models.transformer import Encoder, EncoderConfig
 from attnlab.tools import bench_peers
 from attnlab.tools.bench_race import DTYPES, NUM_BATCHES, compare
-from attnlab.utils.hardware import device_name
+from attnlab.utils.hardware import device_name, native_bf16
 from attnlab.utils.script_args import parse_key_values
 
 MASK_ID = 3  # any id: the inputs are random tokens
@@ -285,7 +285,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--vocab", type=int, nargs="+", default=[8192, 30522])
-    parser.add_argument("--dtype", nargs="+", choices=tuple(DTYPES), default=list(DTYPES))
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=tuple(DTYPES),
+        help="default: fp32 and bf16, fp32 alone where the device has no bf16 instructions",
+    )
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
@@ -309,7 +314,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parse_key_values(parser, sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.vocab, args.warmup, args.iters = args.vocab[:1], 1, 3
+    if args.dtype is None:
+        args.dtype = default_dtypes(torch.device(args.device))
     return args
+
+
+def default_dtypes(device: torch.device) -> list[str]:
+    """fp32 and bf16; fp32 alone where bf16 would be emulated, which times the emulation (tens
+    of times slower matmuls, ours and the peer's alike) rather than either implementation."""
+    if native_bf16(device):
+        return list(DTYPES)
+    print(f"bf16 left out: {device_name(device)} has no bf16 instructions (--dtype bf16 asks)")
+    return ["fp32"]
 
 
 @command
@@ -323,6 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
     meta = {
         **{k: v for k, v in vars(args).items() if k not in ("out", "quick", "threads")},
         "device_name": device_name(device),
+        "native_bf16": native_bf16(device),
         "threads": torch.get_num_threads(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__,
