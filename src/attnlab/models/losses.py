@@ -6,8 +6,8 @@ N = 4096 positions and V = 8192, 134 MB each in float32), whose memory traffic c
 the softmax arithmetic. ``linear_cross_entropy`` computes the same loss and gradients from
 row chunks: each chunk's logits are made, turned into the loss and straight into the gradient
 (softmax - one-hot), multiplied back into the hidden states' and the weight's gradients, and
-dropped. Only (chunk, V) is ever alive, beside one transposed copy of W. (The idea of Liger-Kernel's fused linear cross-entropy
-and Apple's Cut Cross-Entropy, here in plain torch.)
+dropped. Only (chunk, V) is ever alive, beside one transposed copy of W. (The idea of
+Liger-Kernel's fused linear cross-entropy and Apple's Cut Cross-Entropy, here in plain torch.)
 
 The gradients are computed in the forward pass when autograd will want them, so the backward
 pass only scales them by the incoming gradient. The logits of a chunk are made in the autocast
